@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+int db_open(void)
+{
+	int fd = open(DB_DEV_PATH, O_RDWR | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int db_clear(int dbfd, struct kvm_dirtybatch_clear *c)
+{
+	return ioctl(dbfd, KVM_DIRTYBATCH_CLEAR, c) ? -errno : 0;
+}
+
+int db_get_info(int dbfd, struct kvm_dirtybatch_info *info)
+{
+	return ioctl(dbfd, KVM_DIRTYBATCH_GET_INFO, info) ? -errno : 0;
+}
+
+int db_get_stats(int dbfd, struct kvm_dirtybatch_stats *st)
+{
+	return ioctl(dbfd, KVM_DIRTYBATCH_GET_STATS, st) ? -errno : 0;
+}
+
+bool db_available(const char **why)
+{
+	int fd = db_open();
+
+	if (fd < 0) {
+		if (why)
+			*why = fd == -ENOENT ? DB_DEV_PATH " does not exist (module not loaded)"
+					     : DB_DEV_PATH " cannot be opened";
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+uint64_t test_seed(const char *what)
+{
+	const char *env = getenv(SEED_ENV);
+	uint64_t seed;
+
+	if (env && *env)
+		seed = strtoull(env, NULL, 0);
+	else
+		seed = (now_ns() ^ ((uint64_t)getpid() << 32)) & 0xffffffffffffULL;
+	printf("# %s: seed %llu (reproduce with %s=%llu)\n", what,
+	       (unsigned long long)seed, SEED_ENV, (unsigned long long)seed);
+	fflush(stdout);
+	return seed;
+}
+
+void snap_take(struct vm *vm, struct snap *s)
+{
+	int i;
+
+	memset(s, 0, sizeof(*s));
+	for (i = 0; i < VM_MAX_SLOTS; i++) {
+		struct vm_slot *sl = &vm->slots[i];
+
+		if (!sl->used || !(sl->flags & KVM_MEM_LOG_DIRTY_PAGES))
+			continue;
+		s->slot[s->n] = sl->slot;
+		s->npages[s->n] = sl->npages;
+		s->bm[s->n] = calloc(1, bitmap_bytes(sl->npages));
+		VM_CHECK(s->bm[s->n], "calloc");
+		vm_get_dirty_log(vm, sl->slot, s->bm[s->n]);
+		s->n++;
+	}
+}
+
+void snap_free(struct snap *s)
+{
+	int i;
+
+	for (i = 0; i < s->n; i++)
+		free(s->bm[i]);
+	memset(s, 0, sizeof(*s));
+}
+
+uint64_t snap_count(const struct snap *s)
+{
+	uint64_t n = 0, w;
+	int i;
+
+	for (i = 0; i < s->n; i++)
+		for (w = 0; w < bitmap_bytes(s->npages[i]) / 8; w++)
+			n += __builtin_popcountll(s->bm[i][w]);
+	return n;
+}
+
+bool snap_equal(const struct snap *a, const struct snap *b, char *msg,
+		size_t len)
+{
+	uint64_t p;
+	int i;
+
+	if (a->n != b->n) {
+		snprintf(msg, len, "slot count %d vs %d", a->n, b->n);
+		return false;
+	}
+	for (i = 0; i < a->n; i++) {
+		if (a->slot[i] != b->slot[i] || a->npages[i] != b->npages[i]) {
+			snprintf(msg, len, "slot layout differs at %d", i);
+			return false;
+		}
+		if (!memcmp(a->bm[i], b->bm[i], bitmap_bytes(a->npages[i])))
+			continue;
+		for (p = 0; p < a->npages[i]; p++)
+			if (test_bit64(a->bm[i], p) != test_bit64(b->bm[i], p))
+				break;
+		snprintf(msg, len, "slot 0x%x (%llu pages): first difference at page %llu: %d vs %d",
+			 a->slot[i], (unsigned long long)a->npages[i],
+			 (unsigned long long)p,
+			 p < a->npages[i] ? test_bit64(a->bm[i], p) : -1,
+			 p < a->npages[i] ? test_bit64(b->bm[i], p) : -1);
+		return false;
+	}
+	return true;
+}
+
+uint64_t snap_cleared(const struct snap *before, const struct snap *after)
+{
+	uint64_t n = 0, w;
+	int i;
+
+	for (i = 0; i < before->n && i < after->n; i++)
+		for (w = 0; w < bitmap_bytes(before->npages[i]) / 8; w++)
+			n += __builtin_popcountll(before->bm[i][w] &
+						  ~after->bm[i][w]);
+	return n;
+}
+
+bool snap_all_set(const struct snap *s, char *msg, size_t len)
+{
+	uint64_t p;
+	int i;
+
+	for (i = 0; i < s->n; i++)
+		for (p = 0; p < s->npages[i]; p++)
+			if (!test_bit64(s->bm[i], p)) {
+				snprintf(msg, len, "slot 0x%x page %llu is clean",
+					 s->slot[i], (unsigned long long)p);
+				return false;
+			}
+	return true;
+}
+
+void test_require(int argc, char **argv, bool need_module)
+{
+	const char *why = NULL;
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-l") || !strcmp(argv[i], "-h"))
+			return;
+	if (!kvm_available(&why) || (need_module && !db_available(&why))) {
+		printf("TAP version 13\n1..0 # SKIP %s\n", why);
+		fflush(stdout);
+		exit(4);
+	}
+}

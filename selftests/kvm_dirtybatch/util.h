@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Shared helpers of the kvm_dirtybatch selftests: module ioctl wrappers,
+ * a seeded PRNG, dirty-bitmap snapshots and the test main().
+ */
+#ifndef KVM_DIRTYBATCH_UTIL_H
+#define KVM_DIRTYBATCH_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/kvm_dirtybatch.h>
+
+#include "vm.h"
+
+#define DB_DEV_PATH	"/dev/" KVM_DIRTYBATCH_DEVICE_NAME
+#define SEED_ENV	"KVM_DIRTYBATCH_SEED"
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#endif
+
+/* ---- module wrappers: return 0 or -errno ---- */
+int db_open(void);				/* fd or -errno */
+int db_clear(int dbfd, struct kvm_dirtybatch_clear *c);
+int db_get_info(int dbfd, struct kvm_dirtybatch_info *info);
+int db_get_stats(int dbfd, struct kvm_dirtybatch_stats *st);
+bool db_available(const char **why);
+
+/* ---- PRNG (xorshift64*) ---- */
+struct rng { uint64_t s; };
+uint64_t test_seed(const char *what);	/* env or time; printed */
+static inline uint64_t rng_next(struct rng *r)
+{
+	r->s ^= r->s >> 12;
+	r->s ^= r->s << 25;
+	r->s ^= r->s >> 27;
+	return r->s * 2685821657736338717ULL;
+}
+static inline uint64_t rng_below(struct rng *r, uint64_t n)
+{
+	return n ? rng_next(r) % n : 0;
+}
+static inline void rng_init(struct rng *r, uint64_t seed)
+{
+	r->s = seed ? seed : 0x9e3779b97f4a7c15ULL;
+}
+
+/* ---- dirty bitmap snapshots of all dirty-logged slots of a VM ---- */
+struct snap {
+	int n;
+	uint32_t slot[VM_MAX_SLOTS];
+	uint64_t npages[VM_MAX_SLOTS];
+	uint64_t *bm[VM_MAX_SLOTS];
+};
+void snap_take(struct vm *vm, struct snap *s);
+void snap_free(struct snap *s);
+/* popcount over all slots */
+uint64_t snap_count(const struct snap *s);
+/*
+ * Compare two snapshots (same slot list); on mismatch write a description
+ * of the first difference into msg and return false.
+ */
+bool snap_equal(const struct snap *a, const struct snap *b, char *msg,
+		size_t len);
+/* Bits set in a and clear in b (1 -> 0 transitions). */
+uint64_t snap_cleared(const struct snap *before, const struct snap *after);
+/* True if every bit of every logged slot is set (INITIALLY_SET state). */
+bool snap_all_set(const struct snap *s, char *msg, size_t len);
+
+uint64_t now_ns(void);
+
+/*
+ * Test main(): unless only listing, skips the whole binary (TAP
+ * "1..0 # SKIP", exit 4) when /dev/kvm (and, with need_module,
+ * /dev/kvm_dirtybatch) is unavailable.
+ */
+void test_require(int argc, char **argv, bool need_module);
+#define DIRTYBATCH_TEST_MAIN(need_module)			\
+	int main(int argc, char **argv)				\
+	{							\
+		test_require(argc, argv, need_module);		\
+		return test_harness_run(argc, argv);		\
+	}
+
+#endif
