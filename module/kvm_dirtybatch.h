@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * kvm_dirtybatch internal interfaces: the clearing core, the KVM symbols
+ * resolved at load time, and the module-wide counters.
+ */
+#ifndef _KVM_DIRTYBATCH_INTERNAL_H
+#define _KVM_DIRTYBATCH_INTERNAL_H
+
+#include <linux/atomic.h>
+#include <linux/kvm_host.h>
+#include <linux/kvm_dirtybatch.h>
+
+/**
+ * struct dirtybatch_syms - KVM internals resolved through kallsyms at load
+ * @enable_log_dirty_pt_masked: re-write-protects the pages of a mask
+ * @sync_dirty_log: flushes hardware dirty-log buffers (PML) into a memslot
+ * @file_is_kvm: tells whether a file is a KVM VM file
+ * @flush_remote_tlbs: flushes every vCPU's TLB for the VM
+ */
+struct dirtybatch_syms {
+	typeof(&kvm_arch_mmu_enable_log_dirty_pt_masked) enable_log_dirty_pt_masked;
+	typeof(&kvm_arch_sync_dirty_log) sync_dirty_log;
+	typeof(&file_is_kvm) file_is_kvm;
+	typeof(&kvm_flush_remote_tlbs) flush_remote_tlbs;
+};
+
+extern struct dirtybatch_syms dirtybatch_syms;
+
+int dirtybatch_resolve_symbols(void);
+void dirtybatch_release_symbols(void);
+
+/**
+ * struct dirtybatch_counters - module-wide statistics, see
+ *	struct kvm_dirtybatch_stats for the meaning of each field
+ */
+struct dirtybatch_counters {
+	atomic64_t calls;
+	atomic64_t failed_calls;
+	atomic64_t ranges;
+	atomic64_t pages_cleared;
+	atomic64_t mmu_lock_holds;
+	atomic64_t lock_breaks;
+	atomic64_t tlb_flushes;
+	atomic64_t max_hold_ns;
+	atomic64_t live_allocs;
+};
+
+extern struct dirtybatch_counters dirtybatch_counters;
+
+void dirtybatch_read_stats(struct kvm_dirtybatch_stats *st);
+long dirtybatch_clear(struct kvm_dirtybatch_clear __user *uarg);
+
+#endif /* _KVM_DIRTYBATCH_INTERNAL_H */

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install everything kvm-dirtybatch needs to build and test, idempotently.
+# Quiet when all is present; prints one line per thing it installs.
+#
+# Installs: the toolchain, QEMU, busybox/cpio/xz (guest initramfs fallback),
+# Debian's 6.1 kernel (linux-image-amd64 + headers), the newest 6.12
+# backport kernel apt offers (+ headers), linux-source-6.1 and -6.12
+# (kselftest framework, KVM selftests library, checkpatch.pl) unpacked
+# under /usr/src, and virtme-ng from trixie, pinned so that nothing else
+# comes from trixie.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+log() { echo "deps: $*" >&2; }
+
+need_root() {
+	if [ "$(id -u)" -ne 0 ]; then
+		log "missing packages ($*) and not root: install them or rerun as root"
+		exit 1
+	fi
+}
+
+apt_updated=
+apt_update() {
+	[ -n "$apt_updated" ] && return 0
+	log "apt-get update"
+	apt-get update -qq >/dev/null
+	apt_updated=1
+}
+
+# Print those of "$@" that are not installed.
+missing_pkgs() {
+	local p
+	for p in "$@"; do
+		dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null |
+			grep -qx installed || echo "$p"
+	done
+}
+
+apt_install() {
+	local miss
+	miss=$(missing_pkgs "$@")
+	[ -z "$miss" ] && return 0
+	# shellcheck disable=SC2086
+	need_root $miss
+	apt_update
+	log "installing:" $miss
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $miss >/dev/null
+}
+
+BASE_PKGS="gcc make libc6-dev pkg-config bc flex bison python3 \
+qemu-system-x86 busybox-static cpio xz-utils kmod \
+linux-image-amd64 linux-headers-amd64 linux-source-6.1 linux-source-6.12"
+# shellcheck disable=SC2086
+apt_install $BASE_PKGS
+
+# The newest 6.12 backport kernel for bookworm that has matching headers.
+# Looked up at install time: security updates retire old ABI versions.
+have612=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' \
+	'linux-image-6.12.*+deb12-amd64' 2>/dev/null |
+	awk '$2 == "installed" {print $1}' | sort -V | tail -n1 || true)
+if [ -z "$have612" ] || [ ! -d "/usr/src/linux-headers-${have612#linux-image-}" ]; then
+	need_root linux-image-6.12
+	apt_update
+	img=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' |
+		awk '{print $1}' | sort -V | tail -n1)
+	[ -n "$img" ] || { log "apt offers no linux-image-6.12.*+deb12-amd64"; exit 1; }
+	apt_install "$img" "linux-headers-${img#linux-image-}"
+fi
+
+# Unpack the kernel sources once (kselftest framework, KVM selftests lib).
+for v in 6.1 6.12; do
+	if [ ! -f "/usr/src/linux-source-$v/Makefile" ]; then
+		need_root "unpack linux-source-$v"
+		log "unpacking /usr/src/linux-source-$v.tar.xz"
+		tar -C /usr/src -xf "/usr/src/linux-source-$v.tar.xz"
+	fi
+done
+
+# virtme-ng: architecture-independent, only in trixie. Pin trixie to -1 so
+# nothing but virtme-ng can ever come from it.
+if ! command -v vng >/dev/null 2>&1; then
+	need_root virtme-ng
+	src=/etc/apt/sources.list.d/kvm-dirtybatch-trixie.sources
+	pin=/etc/apt/preferences.d/kvm-dirtybatch-trixie
+	if [ ! -f "$pin" ]; then
+		cat >"$pin" <<'PIN'
+# kvm-dirtybatch: only virtme-ng may come from trixie.
+Package: *
+Pin: release n=trixie
+Pin-Priority: -1
+
+Package: virtme-ng
+Pin: release n=trixie
+Pin-Priority: 500
+PIN
+	fi
+	if [ ! -f "$src" ]; then
+		cat >"$src" <<'SRC'
+# kvm-dirtybatch: for virtme-ng only (see preferences.d/kvm-dirtybatch-trixie)
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+	fi
+	apt_updated=
+	apt_update
+	# Refuse if anything other than virtme-ng would come from trixie.
+	others=$(apt-get install -s -y --no-install-recommends virtme-ng 2>/dev/null |
+		awk '/^Inst / && /trixie/ && $2 != "virtme-ng" {print $2}')
+	if [ -n "$others" ]; then
+		log "virtme-ng would pull from trixie: $others; not installing (qemu fallback)"
+	else
+		log "installing: virtme-ng (trixie, pinned)"
+		apt-get install -y -qq --no-install-recommends virtme-ng >/dev/null ||
+			log "virtme-ng install failed; guest runs use the plain qemu fallback"
+	fi
+fi
+exit 0
