@@ -10,26 +10,28 @@
 
 #include "util.h"
 
+#ifndef DB_EMULATE
 int db_open(void)
 {
 	int fd = open(DB_DEV_PATH, O_RDWR | O_CLOEXEC);
 
 	return fd < 0 ? -errno : fd;
 }
+#endif
 
 int db_clear(int dbfd, struct kvm_dirtybatch_clear *c)
 {
-	return ioctl(dbfd, KVM_DIRTYBATCH_CLEAR, c) ? -errno : 0;
+	return db_ioctl(dbfd, KVM_DIRTYBATCH_CLEAR, c) ? -errno : 0;
 }
 
 int db_get_info(int dbfd, struct kvm_dirtybatch_info *info)
 {
-	return ioctl(dbfd, KVM_DIRTYBATCH_GET_INFO, info) ? -errno : 0;
+	return db_ioctl(dbfd, KVM_DIRTYBATCH_GET_INFO, info) ? -errno : 0;
 }
 
 int db_get_stats(int dbfd, struct kvm_dirtybatch_stats *st)
 {
-	return ioctl(dbfd, KVM_DIRTYBATCH_GET_STATS, st) ? -errno : 0;
+	return db_ioctl(dbfd, KVM_DIRTYBATCH_GET_STATS, st) ? -errno : 0;
 }
 
 bool db_available(const char **why)
@@ -95,6 +97,18 @@ void snap_free(struct snap *s)
 	for (i = 0; i < s->n; i++)
 		free(s->bm[i]);
 	memset(s, 0, sizeof(*s));
+}
+
+void snap_dup(const struct snap *src, struct snap *dst)
+{
+	int i;
+
+	*dst = *src;
+	for (i = 0; i < src->n; i++) {
+		dst->bm[i] = malloc(bitmap_bytes(src->npages[i]));
+		VM_CHECK(dst->bm[i], "malloc");
+		memcpy(dst->bm[i], src->bm[i], bitmap_bytes(src->npages[i]));
+	}
 }
 
 uint64_t snap_count(const struct snap *s)
@@ -178,4 +192,31 @@ void test_require(int argc, char **argv, bool need_module)
 		fflush(stdout);
 		exit(4);
 	}
+}
+
+uint64_t snap_apply(struct snap *s, const void *ranges, uint32_t count,
+		    uint32_t stride)
+{
+	uint64_t cleared = 0, n, page;
+	uint32_t i;
+	int j;
+
+	for (i = 0; i < count; i++) {
+		const struct kvm_dirtybatch_range *r =
+			(const void *)((const char *)ranges + (size_t)i * stride);
+		const uint64_t *bm = (const uint64_t *)(uintptr_t)r->dirty_bitmap;
+
+		for (j = 0; j < s->n && s->slot[j] != r->slot; j++)
+			;
+		VM_CHECK(j < s->n, "model: range %u names unknown slot 0x%x", i, r->slot);
+		for (n = 0; n < r->num_pages; n++) {
+			page = r->first_page + n;
+			if (!test_bit64(bm, n) || page >= s->npages[j] ||
+			    !test_bit64(s->bm[j], page))
+				continue;
+			clear_bit64(s->bm[j], page);
+			cleared++;
+		}
+	}
+	return cleared;
 }

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <linux/kvm_dirtybatch.h>
 
 #include "vm.h"
@@ -16,6 +17,18 @@
 #define SEED_ENV	"KVM_DIRTYBATCH_SEED"
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#endif
+
+/*
+ * All ioctls on the device go through db_ioctl(): with -DDB_EMULATE the
+ * tests run against a userspace emulation of the module (emul.c), which
+ * tests the tests when the module is not available.
+ */
+#ifdef DB_EMULATE
+int db_emul_ioctl(int fd, unsigned long cmd, uint64_t arg);
+#define db_ioctl(fd, cmd, arg) db_emul_ioctl(fd, cmd, (uint64_t)(uintptr_t)(arg))
+#else
+#define db_ioctl(fd, cmd, arg) ioctl(fd, cmd, arg)
 #endif
 
 /* ---- module wrappers: return 0 or -errno ---- */
@@ -53,6 +66,7 @@ struct snap {
 };
 void snap_take(struct vm *vm, struct snap *s);
 void snap_free(struct snap *s);
+void snap_dup(const struct snap *src, struct snap *dst);
 /* popcount over all slots */
 uint64_t snap_count(const struct snap *s);
 /*
@@ -65,6 +79,13 @@ bool snap_equal(const struct snap *a, const struct snap *b, char *msg,
 uint64_t snap_cleared(const struct snap *before, const struct snap *after);
 /* True if every bit of every logged slot is set (INITIALLY_SET state). */
 bool snap_all_set(const struct snap *s, char *msg, size_t len);
+
+/*
+ * Reference model: apply valid ranges (KVM_CLEAR_DIRTY_LOG semantics) to
+ * a snapshot; returns the number of bits that went from 1 to 0.
+ */
+uint64_t snap_apply(struct snap *s, const void *ranges, uint32_t count,
+		    uint32_t stride);
 
 uint64_t now_ns(void);
 
