@@ -7,12 +7,11 @@
 #define _KVM_DIRTYBATCH_COMPAT_H
 
 #include <linux/kvm_host.h>
-#include <linux/version.h>
 
 /* Number of memslot address spaces of @kvm (2 on x86: normal and SMM). */
 static inline int dirtybatch_nr_as_ids(struct kvm *kvm)
 {
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+#ifdef kvm_arch_nr_memslot_as_ids	/* x86, 6.8+ */
 	return kvm_arch_nr_memslot_as_ids(kvm);
 #else
 	return KVM_ADDRESS_SPACE_NUM;
@@ -26,7 +25,7 @@ static inline int dirtybatch_nr_as_ids(struct kvm *kvm)
 static inline bool dirtybatch_use_dirty_bitmap(struct kvm *kvm)
 {
 	lockdep_assert_held(&kvm->slots_lock);
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+#ifdef DIRTYBATCH_HAVE_DIRTY_RING_WITH_BITMAP	/* 6.3+, see Kbuild */
 	return !kvm->dirty_ring_size || kvm->dirty_ring_with_bitmap;
 #else
 	return !kvm->dirty_ring_size;

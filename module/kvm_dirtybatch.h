@@ -18,10 +18,10 @@
  * @flush_remote_tlbs: flushes every vCPU's TLB for the VM
  */
 struct dirtybatch_syms {
-	typeof(&kvm_arch_mmu_enable_log_dirty_pt_masked) enable_log_dirty_pt_masked;
-	typeof(&kvm_arch_sync_dirty_log) sync_dirty_log;
-	typeof(&file_is_kvm) file_is_kvm;
-	typeof(&kvm_flush_remote_tlbs) flush_remote_tlbs;
+	typeof(kvm_arch_mmu_enable_log_dirty_pt_masked) *enable_log_dirty_pt_masked;
+	typeof(kvm_arch_sync_dirty_log) *sync_dirty_log;
+	typeof(file_is_kvm) *file_is_kvm;
+	typeof(kvm_flush_remote_tlbs) *flush_remote_tlbs;
 };
 
 extern struct dirtybatch_syms dirtybatch_syms;

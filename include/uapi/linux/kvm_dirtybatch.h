@@ -32,10 +32,11 @@
 #define KVM_DIRTYBATCH_MAX_BITMAP_BYTES	(16U << 20)
 /*
  * The MMU lock is dropped and re-taken (with a chance to reschedule)
- * after this many 64-page bitmap words have been processed, so a vCPU
- * faulting during a huge batch waits for at most this much work.
+ * after this many 64-page bitmap words (zero or not) have been processed,
+ * i.e. every 262144 pages, so a vCPU faulting during a huge batch waits
+ * for at most this much work.
  */
-#define KVM_DIRTYBATCH_LOCK_BREAK_WORDS	2048U
+#define KVM_DIRTYBATCH_LOCK_BREAK_WORDS	4096U
 
 /**
  * struct kvm_dirtybatch_info - what the module supports

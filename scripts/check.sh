@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The body of `make check` (after `make deps`): build everything, run the
+# host tests, then the kselftests inside a guest of each test kernel with
+# the freshly built module loaded.  Prints one TAP stream and ends with
+# "N passed, N failed, N skipped"; exits non-zero on any failure.
+#
+# Environment: O (build dir, default ./build), CHECK_KERNELS (series to
+# boot, default "6.1 6.12"), GUEST_TIMEOUT (seconds per guest run).
+set -u
+cd "$(dirname "$0")/.."
+top=$PWD
+O=${O:-$top/build}
+CHECK_KERNELS=${CHECK_KERNELS:-6.1 6.12}
+GUEST_TIMEOUT=${GUEST_TIMEOUT:-1200}
+logdir=$O/logs
+mkdir -p "$logdir"
+start=$(date +%s)
+
+n=0 passed=0 failed=0 skipped=0
+point() { # kind description
+	n=$((n + 1))
+	case $1 in
+	ok) passed=$((passed + 1)); echo "ok $n - $2" ;;
+	skip) skipped=$((skipped + 1)); echo "ok $n - $2" ;;
+	*) failed=$((failed + 1)); echo "not ok $n - $2" ;;
+	esac
+}
+progress() { echo "# [$(($(date +%s) - start))s] $*"; }
+
+# Run a command quietly as one test point; its output goes to a log file
+# and is shown only on failure.
+step() { # description command...
+	local desc=$1 log
+	shift
+	log=$logdir/$(echo "$desc" | tr -c 'A-Za-z0-9.+-' _).log
+	if "$@" >"$log" 2>&1; then
+		point ok "$desc"
+	else
+		sed 's/^/#   /' "$log" | tail -n 40
+		point fail "$desc (log: $log)"
+	fi
+}
+
+# Fold framed test output (scripts/run-tests.sh) read on stdin.
+fold() { # prefix
+	local kind desc
+	while IFS=$'\t' read -r tag kind desc; do
+		if [ "$tag" = RESULT ]; then
+			point "$kind" "$desc"
+		else
+			echo "#${tag#    }"
+		fi
+	done < <(awk -v prefix="$1" -f scripts/tap-fold.awk)
+}
+
+newest_release() { # series -> newest installed release with headers
+	local k r best=
+	for k in /boot/vmlinuz-"$1".*; do
+		r=${k#/boot/vmlinuz-}
+		case $r in "$1".*-amd64) ;; *) continue ;; esac
+		[ -d "/usr/src/linux-headers-$r" ] || continue
+		best=$(printf '%s\n%s\n' "$best" "$r" | sed '/^$/d' | sort -V | tail -n1)
+	done
+	echo "$best"
+}
+
+echo "TAP version 13"
+progress "building userspace and tests"
+step "build: userspace library and tools (-Wall -Wextra -Werror)" make -s userspace O="$O"
+step "build: selftests (-Wall -Wextra -Werror)" make -s selftests O="$O"
+
+progress "building the module for every installed kernel (W=1)"
+for h in /usr/src/linux-headers-*-amd64; do
+	[ -f "$h/Module.symvers" ] || continue
+	rel=${h#/usr/src/linux-headers-}
+	log=$logdir/module-$rel.log
+	if make -s module KDIR="$h" RELEASE="$rel" O="$O" >"$log" 2>&1 &&
+	   ! grep -E 'warning:|error:' "$log" >/dev/null; then
+		point ok "build: kvm_dirtybatch.ko for $rel, W=1, no warnings"
+	else
+		grep -E 'warning:|error:' "$log" | head -n 20 | sed 's/^/#   /'
+		point fail "build: kvm_dirtybatch.ko for $rel (log: $log)"
+	fi
+done
+
+checkpatch=$(ls -d /usr/src/linux-source-6.12/scripts/checkpatch.pl 2>/dev/null)
+if [ -n "$checkpatch" ]; then
+	step "style: checkpatch.pl --strict clean (module, UAPI header)" \
+		sh -c "$checkpatch --strict --no-tree --quiet -f module/*.c module/*.h include/uapi/linux/*.h && ! $checkpatch --strict --no-tree -f module/*.c module/*.h include/uapi/linux/*.h | grep -E '^(WARNING|ERROR|CHECK)'"
+fi
+
+progress "host tests (this machine's /dev/kvm)"
+scripts/run-tests.sh "$O/tests/host" | fold "host/"
+
+for series in $CHECK_KERNELS; do
+	rel=$(newest_release "$series")
+	if [ -z "$rel" ]; then
+		point fail "guest $series: no installed kernel with headers (run make deps)"
+		continue
+	fi
+	ko=$O/module/$rel/kvm_dirtybatch.ko
+	if [ ! -f "$ko" ]; then
+		point fail "guest $rel: module was not built"
+		continue
+	fi
+	progress "guest $rel: booting, loading kvm-amd and kvm_dirtybatch, running kselftests"
+	glog=$logdir/guest-$rel.log
+	out=$logdir/guest-$rel.out
+	{
+		selftests/vm-run --kernel "$rel" --module "$ko" --log "$glog" \
+			--timeout "$GUEST_TIMEOUT" -- scripts/run-tests.sh "$O/tests/guest" 2>&1
+		echo $? >"$out.rc"
+	} | tee "$out" | fold "guest $series/"
+	rc=$(cat "$out.rc")
+	case $rc in
+	0) point ok "guest $rel: run completed, kernel log clean (log: $glog)" ;;
+	124) point fail "guest $rel: timed out after ${GUEST_TIMEOUT}s (log: $glog)" ;;
+	125) grep 'vm-run: verdict' "$out" | sed 's/^/# /'
+	     point fail "guest $rel: kernel log shows BUG/WARNING/lockdep/stall or bad taint (log: $glog)" ;;
+	126) point fail "guest $rel: kvm-amd or kvm_dirtybatch failed to load (log: $glog)" ;;
+	*) grep 'vm-run:' "$out" | sed 's/^/# /'
+	   point fail "guest $rel: runner exited with status $rc (log: $glog)" ;;
+	esac
+done
+
+echo "1..$n"
+progress "done"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
