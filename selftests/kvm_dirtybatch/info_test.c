@@ -219,13 +219,15 @@ TEST_F(dev, stats_count_calls)
 }
 
 /*
- * Lock breaks: 4097 words in one range -> 2 breaks; 3000 + 1200 words in
- * two ranges -> 2 breaks (the budget spans ranges); one TLB flush.
+ * Lock breaks (W = KVM_DIRTYBATCH_LOCK_BREAK_WORDS): 2W + 1 words in one
+ * range -> 2 breaks, 3 holds; 1.5W + 0.625W words in two ranges -> 2
+ * breaks (the budget spans ranges, else it would be 1); one TLB flush.
  */
 TEST_F_TIMEOUT(dev, stats_lock_breaks, 90)
 {
 	const uint64_t lbw = KVM_DIRTYBATCH_LOCK_BREAK_WORDS;
-	uint64_t npages1 = (2 * lbw + 1) * 64, npages2 = 3000 * 64, npages3 = 1200 * 64;
+	uint64_t npages1 = (2 * lbw + 1) * 64, npages2 = (lbw + lbw / 2) * 64;
+	uint64_t npages3 = (lbw / 2 + lbw / 8) * 64;
 	struct kvm_dirtybatch_stats a, b;
 	struct kvm_dirtybatch_range r[2];
 	struct kvm_dirtybatch_clear c;
@@ -252,7 +254,7 @@ TEST_F_TIMEOUT(dev, stats_lock_breaks, 90)
 	EXPECT_EQ(2, D(lock_breaks));
 	EXPECT_EQ(3, D(mmu_lock_holds));
 	EXPECT_EQ(1, D(tlb_flushes));
-	TH_LOG("4097 words: breaks %lld holds %lld flushes %lld max_hold %llu ns",
+	TH_LOG("2W+1 words: breaks %lld holds %lld flushes %lld max_hold %llu ns",
 	       D(lock_breaks), D(mmu_lock_holds), D(tlb_flushes),
 	       (unsigned long long)b.max_hold_ns);
 
@@ -268,7 +270,7 @@ TEST_F_TIMEOUT(dev, stats_lock_breaks, 90)
 	EXPECT_EQ(2, D(lock_breaks));
 	EXPECT_EQ(3, D(mmu_lock_holds));
 	EXPECT_EQ(1, D(tlb_flushes));
-	TH_LOG("3000+1200 words: breaks %lld holds %lld flushes %lld",
+	TH_LOG("1.5W+0.625W words: breaks %lld holds %lld flushes %lld",
 	       D(lock_breaks), D(mmu_lock_holds), D(tlb_flushes));
 
 	snap_take(vm, &s);
