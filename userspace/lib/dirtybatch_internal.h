@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: LGPL-2.1 OR MIT */
+/*
+ * libdirtybatch internals shared with the unit tests and the
+ * microbenchmark.  Nothing here is exported from libdirtybatch.so: the
+ * symbols have hidden visibility and are not in libdirtybatch.map.  The
+ * tests link the library objects statically to reach them.
+ */
+#ifndef DIRTYBATCH_INTERNAL_H
+#define DIRTYBATCH_INTERNAL_H
+
+#include <linux/kvm.h>
+#include <linux/kvm_dirtybatch.h>
+
+#include "dirtybatch.h"
+
+/*
+ * Where the library sends its requests.  The default backend is the real
+ * ioctls; tests substitute recorders that check every request against
+ * KVM's rules.  Both callbacks return 0 or a negative errno.  batch_clear
+ * must fill c->pages_cleared on success and c->error_index as the module
+ * does.
+ */
+struct dirtybatch_backend {
+	int (*clear_log)(void *priv, int vm_fd, struct kvm_clear_dirty_log *log);
+	int (*batch_clear)(void *priv, int dev_fd, struct kvm_dirtybatch_clear *c);
+};
+
+/*
+ * Replace the backend of @ctx.  If @module_info is not NULL the context
+ * behaves as if the module had been detected with that GET_INFO answer
+ * (and switches to module mode unless fallback is forced); this is how
+ * the unit tests exercise the module path without a kernel.
+ */
+int dirtybatch__set_backend(struct dirtybatch_ctx *ctx,
+			    const struct dirtybatch_backend *be, void *priv,
+			    const struct kvm_dirtybatch_info *module_info);
+
+#endif /* DIRTYBATCH_INTERNAL_H */
