@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: LGPL-2.1 OR MIT
+/*
+ * libdirtybatch microbenchmark.
+ *
+ * Part 1, library only: the kernel calls are replaced by a backend that
+ * returns at once (the internal test hook), so the numbers are the
+ * library's own work: translating runs to slot words, coalescing, building
+ * the ranges, and zeroing the words after the "kernel" accepted them.
+ * Printed per workload and per mode: pages/s, ns per add call (run), ns per
+ * range built.
+ *
+ * Part 2, against KVM (when /dev/kvm works): the same batches cleared for
+ * real, with the dirty bits set again between iterations (dirty logging
+ * toggled off and on, KVM_DIRTY_LOG_INITIALLY_SET), to put the library's
+ * share next to the kernel's clear time for the same batch.  Module mode
+ * is used when /dev/kvm_dirtybatch is there, fallback otherwise.
+ *
+ * No assertions: it prints numbers.  DIRTYBATCH_BENCH_MS sets the time per
+ * measurement (default 300 ms).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dirtybatch_internal.h"
+
+#define PS	4096ULL
+
+static double bench_ms = 300;
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static uint64_t rs = 0x1234567;
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (rs += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* ------------------------------------------------------------------ */
+/* Null backend.                                                      */
+
+static int null_clear_log(void *priv, int vm_fd, struct kvm_clear_dirty_log *log)
+{
+	(void)priv;
+	(void)vm_fd;
+	(void)log;
+	return 0;
+}
+
+static int null_batch(void *priv, int dev_fd, struct kvm_dirtybatch_clear *c)
+{
+	(void)priv;
+	(void)dev_fd;
+	c->pages_cleared = 0;
+	c->error_index = c->count;
+	return 0;
+}
+
+static const struct dirtybatch_backend null_be = {
+	.clear_log = null_clear_log,
+	.batch_clear = null_batch,
+};
+
+static const struct kvm_dirtybatch_info module_info = {
+	.abi_version = KVM_DIRTYBATCH_ABI_VERSION,
+	.size = sizeof(struct kvm_dirtybatch_info),
+	.features = KVM_DIRTYBATCH_FEAT_CLEAR,
+	.max_ranges = KVM_DIRTYBATCH_MAX_RANGES,
+	.range_size = sizeof(struct kvm_dirtybatch_range),
+	.max_bitmap_bytes = KVM_DIRTYBATCH_MAX_BITMAP_BYTES,
+	.lock_break_words = KVM_DIRTYBATCH_LOCK_BREAK_WORDS,
+};
+
+/* ------------------------------------------------------------------ */
+/* Workloads: queue one batch.                                        */
+
+/* Layout: two adjacent slots, 2^24 pages (64 GiB) and 2^24 + 13 pages. */
+#define SLOT_A		DIRTYBATCH_SLOT(0, 1)
+#define SLOT_B		DIRTYBATCH_SLOT(0, 2)
+#define A_PAGES		(1ULL << 24)
+#define B_PAGES		((1ULL << 24) + 13)
+#define BASE		(1ULL << 32)
+
+struct work {
+	const char *name;
+	/* queue one batch; returns the number of add calls */
+	uint64_t (*queue)(struct dirtybatch_ctx *ctx, uint64_t *bm, uint64_t npages);
+	uint64_t npages;	/* scale */
+};
+
+static uint64_t w_long_pages(struct dirtybatch_ctx *ctx, uint64_t *bm, uint64_t n)
+{
+	(void)bm;
+	/* 16 runs of n/16 pages, unaligned ends */
+	for (uint64_t i = 0; i < 16; i++)
+		dirtybatch_add_pages(ctx, SLOT_A, 3 + i * (n / 16), n / 16 - 5);
+	return 16;
+}
+
+static uint64_t w_long_gpa(struct dirtybatch_ctx *ctx, uint64_t *bm, uint64_t n)
+{
+	(void)bm;
+	/* one range crossing from slot A into slot B */
+	dirtybatch_add_gpa(ctx, 0, BASE + (A_PAGES - n / 2) * PS, n * PS);
+	return 1;
+}
+
+static uint64_t w_bitmap_aligned(struct dirtybatch_ctx *ctx, uint64_t *bm, uint64_t n)
+{
+	dirtybatch_add_bitmap(ctx, SLOT_A, 0, n, bm, 0);
+	return 1;
+}
+
+static uint64_t w_bitmap_offset(struct dirtybatch_ctx *ctx, uint64_t *bm, uint64_t n)
+{
+	/* QEMU's per-slot bitmap at an unaligned bit offset */
+	dirtybatch_add_bitmap(ctx, SLOT_B, 7, n, bm, 13);
+	return 1;
+}
+
+static uint64_t w_qemu_chunks(struct dirtybatch_ctx *ctx, uint64_t *bm, uint64_t n)
+{
+	/* 256 KiB chunks (64 pages) at unaligned starts, from the bitmap */
+	uint64_t calls = 0;
+
+	for (uint64_t p = 5; p + 64 <= n; p += 64, calls++)
+		dirtybatch_add_bitmap(ctx, SLOT_A, p, 64, bm, p);
+	return calls;
+}
+
+static uint64_t w_short_runs(struct dirtybatch_ctx *ctx, uint64_t *bm, uint64_t n)
+{
+	/* 1..16-page runs, every ~100 pages */
+	uint64_t calls = 0;
+
+	(void)bm;
+	for (uint64_t p = 0; p + 16 < n; p += 100, calls++)
+		dirtybatch_add_pages(ctx, SLOT_A, p, 1 + (p % 16));
+	return calls;
+}
+
+static uint64_t w_sparse(struct dirtybatch_ctx *ctx, uint64_t *bm, uint64_t n)
+{
+	/* one page in every other 64-page word: one range per page */
+	uint64_t calls = 0;
+
+	(void)bm;
+	for (uint64_t p = 17; p < n; p += 128, calls++)
+		dirtybatch_add_pages(ctx, SLOT_A, p, 1);
+	return calls;
+}
+
+static const struct work works[] = {
+	{ "long runs, add_pages (16 x 1M pages)", w_long_pages, 1 << 24 },
+	{ "long run, add_gpa across 2 slots (16M pages)", w_long_gpa, 1 << 24 },
+	{ "bitmap, word-aligned (16M bits, 50% set)", w_bitmap_aligned, 1 << 24 },
+	{ "bitmap, bit offset 13 (16M bits, 50% set)", w_bitmap_offset, 1 << 24 },
+	{ "QEMU chunks, 64 pages via bitmap (1M pages)", w_qemu_chunks, 1 << 20 },
+	{ "short runs 1-16 pages (1M pages span)", w_short_runs, 1 << 20 },
+	{ "sparse: 1 page per 128 (1M pages span)", w_sparse, 1 << 20 },
+};
+
+static struct dirtybatch_ctx *bench_ctx(int vm_fd, bool module, bool null)
+{
+	struct dirtybatch_opts o = { .sz = sizeof(o), .page_size = PS,
+				     .flags = module ? 0 : DIRTYBATCH_OPEN_FALLBACK };
+	struct dirtybatch_memslot d[2] = {
+		{ .slot = SLOT_A, .guest_phys_addr = BASE, .npages = A_PAGES },
+		{ .slot = SLOT_B, .guest_phys_addr = BASE + A_PAGES * PS, .npages = B_PAGES },
+	};
+	struct dirtybatch_ctx *ctx;
+
+	if (dirtybatch_open(vm_fd, &o, &ctx))
+		return NULL;
+	if (null) {
+		dirtybatch__set_backend(ctx, &null_be, NULL, module ? &module_info : NULL);
+		if (module)
+			dirtybatch_set_fallback(ctx, false);
+	}
+	if (dirtybatch_set_layout(ctx, d, 2)) {
+		dirtybatch_close(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+struct meas {
+	double ns;		/* per batch, total */
+	double add_ns, submit_ns;
+	uint64_t pages, calls, ranges, ioctls;
+};
+
+static void measure(struct dirtybatch_ctx *ctx, const struct work *w, uint64_t *bm,
+		    struct meas *m)
+{
+	struct dirtybatch_result res;
+	double t0, t1, t2, add = 0, sub = 0;
+	uint64_t iters = 0, calls = 0;
+
+	/* warm up (faults in the bitmaps) */
+	w->queue(ctx, bm, w->npages);
+	dirtybatch_submit(ctx, &res);
+	memset(m, 0, sizeof(*m));
+	do {
+		t0 = now_ns();
+		calls += w->queue(ctx, bm, w->npages);
+		t1 = now_ns();
+		dirtybatch_submit(ctx, &res);
+		t2 = now_ns();
+		add += t1 - t0;
+		sub += t2 - t1;
+		iters++;
+		m->pages += res.pages_requested;
+		m->ranges += res.ranges;
+		m->ioctls += res.ioctls;
+	} while ((add + sub) < bench_ms * 1e6);
+	m->ns = (add + sub) / (double)iters;
+	m->add_ns = add / (double)iters;
+	m->submit_ns = sub / (double)iters;
+	m->pages /= iters;
+	m->ranges /= iters;
+	m->ioctls /= iters;
+	m->calls = calls / iters;
+}
+
+static void part1(uint64_t *bm)
+{
+	printf("== library only (kernel calls replaced by a no-op backend)\n");
+	printf("%-46s %-8s %10s %10s %9s %9s %9s\n", "workload", "mode", "pages",
+	       "Gpages/s", "ns/run", "ns/range", "ranges");
+	for (size_t i = 0; i < sizeof(works) / sizeof(works[0]); i++) {
+		for (int mod = 1; mod >= 0; mod--) {
+			struct dirtybatch_ctx *ctx = bench_ctx(0, mod, true);
+			struct meas m;
+
+			if (!ctx) {
+				fprintf(stderr, "context setup failed\n");
+				exit(1);
+			}
+			measure(ctx, &works[i], bm, &m);
+			printf("%-46s %-8s %10" PRIu64 " %10.2f %9.1f %9.1f %9" PRIu64 "\n",
+			       works[i].name, mod ? "module" : "fallback", m.pages,
+			       (double)m.pages / m.ns, m.ns / (double)m.calls,
+			       m.ranges ? m.submit_ns / (double)m.ranges : 0.0, m.ranges);
+			dirtybatch_close(ctx);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Part 2: against KVM.                                               */
+
+struct kvm_env {
+	int kvm, vm;
+	void *hva[2];
+};
+
+static int set_log(struct kvm_env *e, int i, bool on)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = i ? SLOT_B : SLOT_A,
+		.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+		.guest_phys_addr = i ? BASE + A_PAGES * PS : BASE,
+		.memory_size = (i ? B_PAGES : A_PAGES) * PS,
+		.userspace_addr = (uint64_t)(uintptr_t)e->hva[i],
+	};
+
+	return ioctl(e->vm, KVM_SET_USER_MEMORY_REGION, &r);
+}
+
+static int kvm_setup(struct kvm_env *e)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 };
+
+	e->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (e->kvm < 0)
+		return -errno;
+	e->vm = ioctl(e->kvm, KVM_CREATE_VM, 0);
+	if (e->vm < 0)
+		return -errno;
+	cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
+	if (ioctl(e->vm, KVM_ENABLE_CAP, &cap))
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		e->hva[i] = mmap(NULL, (i ? B_PAGES : A_PAGES) * PS, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (e->hva[i] == MAP_FAILED || set_log(e, i, true))
+			return -errno;
+	}
+	return 0;
+}
+
+static void part2(uint64_t *bm)
+{
+	struct kvm_env e = { -1, -1, { NULL, NULL } };
+	bool module = access("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, F_OK) == 0;
+	int err = kvm_setup(&e);
+
+	printf("\n== against KVM (%s path): library share of the clear\n",
+	       module ? "module" : "fallback");
+	if (err) {
+		printf("skipped: /dev/kvm: %s\n", strerror(-err));
+		return;
+	}
+	printf("%-46s %10s %12s %12s %8s %8s\n", "workload", "pages", "lib ns",
+	       "kernel ns", "share", "ioctls");
+	for (size_t i = 0; i < sizeof(works) / sizeof(works[0]); i++) {
+		struct dirtybatch_ctx *lib = bench_ctx(e.vm, module, true);
+		struct dirtybatch_ctx *real = bench_ctx(e.vm, module, false);
+		struct dirtybatch_result res;
+		struct meas m;
+		double t_real = 0, t0;
+		uint64_t iters = 0, ioctls = 0;
+
+		if (!lib || !real || (module && dirtybatch_mode(real) != DIRTYBATCH_MODE_MODULE)) {
+			printf("%-46s context setup failed\n", works[i].name);
+			continue;
+		}
+		measure(lib, &works[i], bm, &m);
+		do {
+			/* all bits dirty again (INITIALLY_SET), untimed */
+			set_log(&e, 0, false);
+			set_log(&e, 1, false);
+			set_log(&e, 0, true);
+			set_log(&e, 1, true);
+			t0 = now_ns();
+			works[i].queue(real, bm, works[i].npages);
+			if (dirtybatch_submit(real, &res) < 0) {
+				printf("%-46s submit failed: %s\n", works[i].name,
+				       strerror(-res.error));
+				break;
+			}
+			t_real += now_ns() - t0;
+			ioctls += res.ioctls;
+			iters++;
+		} while (t_real < bench_ms * 1e6 && iters < 200);
+		if (iters) {
+			double kern = t_real / (double)iters - m.ns;
+
+			printf("%-46s %10" PRIu64 " %12.0f %12.0f %7.2f%% %8" PRIu64 "\n",
+			       works[i].name, m.pages, m.ns, kern,
+			       kern > 0 ? 100.0 * m.ns / kern : 0.0, ioctls / iters);
+		}
+		dirtybatch_close(lib);
+		dirtybatch_close(real);
+	}
+	close(e.vm);
+	close(e.kvm);
+}
+
+int main(void)
+{
+	const char *s = getenv("DIRTYBATCH_BENCH_MS");
+	uint64_t words = (1ULL << 24) / 64 + 2;
+	uint64_t *bm = malloc(words * 8);
+
+	if (s)
+		bench_ms = atof(s);
+	if (!bm)
+		return 1;
+	for (uint64_t i = 0; i < words; i++)
+		bm[i] = rnd();	/* ~50% of bits set */
+	printf("libdirtybatch microbenchmark: pages/s and ns per run (add call) of the\n"
+	       "library's own work; 'share' = library time / kernel time, same batch.\n\n");
+	part1(bm);
+	part2(bm);
+	free(bm);
+	return 0;
+}
