@@ -390,8 +390,10 @@ long dirtybatch_clear(struct kvm_dirtybatch_clear __user *uarg)
 	struct file *file;
 	long ret;
 
-	if (copy_from_user(&arg, uarg, sizeof(arg)))
-		return -EFAULT;
+	if (copy_from_user(&arg, uarg, sizeof(arg))) {
+		ret = -EFAULT;
+		goto out_count;
+	}
 	ret = check_arg(&arg);
 	if (ret)
 		goto out_count;

@@ -50,7 +50,7 @@ fold() { # prefix
 		if [ "$tag" = RESULT ]; then
 			point "$kind" "$desc"
 		else
-			echo "#${tag#    }"
+			echo "#   ${tag#    }"
 		fi
 	done < <(awk -v prefix="$1" -f scripts/tap-fold.awk)
 }
@@ -88,11 +88,11 @@ done
 checkpatch=$(ls -d /usr/src/linux-source-6.12/scripts/checkpatch.pl 2>/dev/null)
 if [ -n "$checkpatch" ]; then
 	step "style: checkpatch.pl --strict clean (module, UAPI header)" \
-		sh -c "$checkpatch --strict --no-tree --quiet -f module/*.c module/*.h include/uapi/linux/*.h && ! $checkpatch --strict --no-tree -f module/*.c module/*.h include/uapi/linux/*.h | grep -E '^(WARNING|ERROR|CHECK)'"
+		sh -c "! $checkpatch --strict --no-tree -f module/*.c module/*.h include/uapi/linux/*.h | grep -E -A3 '^(WARNING|ERROR|CHECK)'"
 fi
 
 progress "host tests (this machine's /dev/kvm)"
-scripts/run-tests.sh "$O/tests/host" | fold "host/"
+fold "host/" < <(scripts/run-tests.sh "$O/tests/host")
 
 for series in $CHECK_KERNELS; do
 	rel=$(newest_release "$series")
@@ -108,11 +108,12 @@ for series in $CHECK_KERNELS; do
 	progress "guest $rel: booting, loading kvm-amd and kvm_dirtybatch, running kselftests"
 	glog=$logdir/guest-$rel.log
 	out=$logdir/guest-$rel.out
-	{
+	# fold runs in this shell (not a pipeline's subshell): it counts.
+	fold "guest $series/" < <({
 		selftests/vm-run --kernel "$rel" --module "$ko" --log "$glog" \
 			--timeout "$GUEST_TIMEOUT" -- scripts/run-tests.sh "$O/tests/guest" 2>&1
 		echo $? >"$out.rc"
-	} | tee "$out" | fold "guest $series/"
+	} | tee "$out")
 	rc=$(cat "$out.rc")
 	case $rc in
 	0) point ok "guest $rel: run completed, kernel log clean (log: $glog)" ;;
