@@ -59,7 +59,6 @@ struct dirtybatch_ctx {
 	unsigned int page_shift;
 	int mode;
 	bool force_fallback;
-	bool detected;		/* detection was attempted */
 	bool module_ok;		/* module usable */
 	int32_t detect_err;	/* why not, if !module_ok */
 	struct kvm_dirtybatch_info minfo;
@@ -876,7 +875,6 @@ static void detect_module(struct dirtybatch_ctx *ctx)
 	struct kvm_dirtybatch_info info;
 	int fd, err;
 
-	ctx->detected = true;
 	fd = open(ctx->device_path ? ctx->device_path : DB_DEVICE_PATH,
 		  O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
@@ -1017,7 +1015,8 @@ DIRTYBATCH_API int dirtybatch_set_fallback(struct dirtybatch_ctx *ctx, bool forc
 	if (!ctx)
 		return -EINVAL;
 	ctx->force_fallback = force;
-	if (!force && !ctx->detected) {
+	if (!force && !ctx->module_ok) {
+		/* never tried, or not found then: the module may be loaded now */
 		detect_module(ctx);
 		if (ctx->module_ok) {
 			err = size_ranges(ctx, ctx->by_id, ctx->nslots);
@@ -1026,7 +1025,6 @@ DIRTYBATCH_API int dirtybatch_set_fallback(struct dirtybatch_ctx *ctx, bool forc
 				close(ctx->dev_fd);
 				ctx->dev_fd = -1;
 				ctx->module_ok = false;
-				ctx->detected = false;
 				ctx->detect_err = err;
 			}
 		}
@@ -1072,7 +1070,6 @@ int dirtybatch__set_backend(struct dirtybatch_ctx *ctx,
 		if (err)
 			return err;
 		ctx->module_ok = true;
-		ctx->detected = true;
 		ctx->detect_err = 0;
 		/* the stride may have changed: reallocate */
 		free(ctx->ranges);

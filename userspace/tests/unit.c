@@ -1593,6 +1593,9 @@ static void test_open_detection(void)
 	dirtybatch_get_info(ctx, &info);
 	ok &= info.fallback_reason == -ENOENT && !(info.flags & DIRTYBATCH_INFO_MODULE_PRESENT) &&
 	      info.page_size == (uint32_t)sysconf(_SC_PAGESIZE);
+	ok &= dirtybatch_set_fallback(ctx, false) == DIRTYBATCH_MODE_FALLBACK;
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.fallback_reason == -ENOENT;	/* looked again, still absent */
 	dirtybatch_close(ctx);
 	tap_ok(ok, "absent device: fallback mode, reason -ENOENT, errno kept");
 
@@ -1602,6 +1605,15 @@ static void test_open_detection(void)
 	dirtybatch_get_info(ctx, &info);
 	ok &= info.mode == DIRTYBATCH_MODE_FALLBACK && info.fallback_reason == -ENOTTY;
 	dirtybatch_close(ctx);
+	o.flags = DIRTYBATCH_OPEN_FALLBACK;	/* detect later, on request */
+	ok &= !dirtybatch_open(FAKE_VM_FD, &o, &ctx);
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.fallback_reason == -ECANCELED;
+	ok &= dirtybatch_set_fallback(ctx, false) == DIRTYBATCH_MODE_FALLBACK;
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.fallback_reason == -ENOTTY;
+	dirtybatch_close(ctx);
+	o.flags = 0;
 	tap_ok(ok, "device that does not answer GET_INFO: fallback, reason -ENOTTY");
 
 	ok = true;
