@@ -17,7 +17,7 @@
  *
  * The "plain" variant needs only /dev/kvm (host test of the VM helper);
  * the "batch" variant needs /dev/kvm_dirtybatch and is skipped without it.
- * KVM_DIRTYBATCH_LOST_SECONDS sets the time budget per variant (default 4).
+ * KVM_DIRTYBATCH_LOST_SECONDS sets the time budget per variant (default 3).
  */
 #include <errno.h>
 #include <sched.h>
@@ -171,10 +171,10 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 	unsigned int lost = 0, i;
 	struct vm *vm = self->vm;
 
-	budget_ns = (env ? strtoull(env, NULL, 0) : 4) * 1000000000ULL;
+	budget_ns = (env ? strtoull(env, NULL, 0) : 3) * 1000000000ULL;
 	vcpu_start(vm);
 	t0 = now_ns();
-	while ((now_ns() - t0 < budget_ns || iters < 20) && iters < 100000) {
+	while ((now_ns() - t0 < budget_ns || iters < 5) && iters < 100000) {
 		uint64_t must = 0, maxc = 0, c0;
 		unsigned int nr = 0;
 		uint32_t seq0;

@@ -179,6 +179,27 @@ bool snap_all_set(const struct snap *s, char *msg, size_t len)
 	return true;
 }
 
+/*
+ * KVM flips kernel static keys when the first VM / first vCPU without an
+ * in-kernel irqchip is created and the last one destroyed
+ * (preempt_notifier_inc() patches __schedule(), kvm_has_noapic_vcpu).
+ * Tests create and destroy many VMs, so the kernel text would be
+ * live-patched over and over, which is slow under TCG and has crashed
+ * 6.12 guests there (int3 Oops in __schedule).  Hold one idle VM with one
+ * vCPU for the life of the test program (its forked test children inherit
+ * the fds): the keys stay enabled and the kernel text is left alone.
+ */
+static void keep_static_keys_enabled(void)
+{
+	int kvm = open("/dev/kvm", O_RDWR), vm = -1;
+
+	if (kvm >= 0)
+		vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	if (vm >= 0)
+		ioctl(vm, KVM_CREATE_VCPU, 0);
+	/* fds deliberately leaked: they must live until exit */
+}
+
 void test_require(int argc, char **argv, bool need_module)
 {
 	const char *why = NULL;
@@ -192,6 +213,7 @@ void test_require(int argc, char **argv, bool need_module)
 		fflush(stdout);
 		exit(4);
 	}
+	keep_static_keys_enabled();
 }
 
 uint64_t snap_apply(struct snap *s, const void *ranges, uint32_t count,
