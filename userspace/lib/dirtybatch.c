@@ -13,6 +13,11 @@
  *    non-zero, and a word window [wmin, wmax] that contains every non-zero
  *    word, so that a submit visits only the words that matter.
  *  - a list of the memslots that have queued pages.
+ *
+ * Queueing only ORs bits in: it does not count pages, so that an add costs
+ * a few instructions per word.  Counts are made where they are needed:
+ * submit counts the pages it applies while zeroing their words, and
+ * dirtybatch_pending() counts the queued words when asked.
  *  - the range array of KVM_DIRTYBATCH_CLEAR, preallocated for the worst
  *    case of the layout (capped by the module's max_ranges).
  *
@@ -47,8 +52,8 @@ struct db_slot {
 	uint64_t nsum;		/* DIV_ROUND_UP(nwords, 64) */
 	uint64_t *bits;		/* nwords */
 	uint64_t *sum;		/* nsum: bit w <=> bits[w] != 0 */
-	uint64_t wmin, wmax;	/* non-zero words lie in [wmin, wmax] */
-	uint64_t pending;	/* pages queued in this slot */
+	uint64_t wmin, wmax;	/* non-zero words lie in [wmin, wmax]; NO_WORD
+				 * in both when the slot has nothing queued */
 	uint64_t touched;	/* submit generation that applied a range */
 };
 
@@ -69,9 +74,8 @@ struct dirtybatch_ctx {
 	struct db_slot **by_gpa;	/* sorted by (as_id, gpa) */
 	uint32_t nslots;
 	struct db_slot *last;		/* lookup cache */
-	struct db_slot **dirty;		/* slots with pending pages (cap nslots) */
+	struct db_slot **dirty;		/* slots that may have queued pages */
 	uint32_t ndirty;
-	uint64_t pending;
 
 	/* Module submit buffers. */
 	unsigned char *ranges;		/* range_cap entries, stride bytes apart */
@@ -231,14 +235,12 @@ static inline uint64_t get_bits(const uint64_t *src, uint64_t sb, unsigned int c
 /* Queue bookkeeping.                                                     */
 
 static inline void slot_mark(struct dirtybatch_ctx *ctx, struct db_slot *s,
-			     uint64_t w0, uint64_t w1, uint64_t added)
+			     uint64_t w0, uint64_t w1)
 {
 	if (w0 < s->wmin)
 		s->wmin = w0;
 	if (s->wmax == NO_WORD || w1 > s->wmax)
 		s->wmax = w1;
-	s->pending += added;
-	ctx->pending += added;
 	if (!s->listed) {
 		s->listed = true;
 		ctx->dirty[ctx->ndirty++] = s;
@@ -256,33 +258,19 @@ static void queue_run(struct dirtybatch_ctx *ctx, struct db_slot *s,
 		      uint64_t first, uint64_t n)
 {
 	uint64_t last = first + n - 1;
-	uint64_t w0 = first >> 6, w1 = last >> 6, w, old, added = 0;
+	uint64_t w0 = first >> 6, w1 = last >> 6, w;
 	uint64_t *bits = s->bits;
 
 	if (w0 == w1) {
-		uint64_t m = bits_mask(first & 63, last & 63);
-
-		old = bits[w0];
-		bits[w0] = old | m;
-		added = pop64(m & ~old);
+		bits[w0] |= bits_mask(first & 63, last & 63);
 	} else {
-		uint64_t m = ~0ULL << (first & 63);
-
-		old = bits[w0];
-		bits[w0] = old | m;
-		added = pop64(m & ~old);
-		for (w = w0 + 1; w < w1; w++) {
-			old = bits[w];
+		bits[w0] |= ~0ULL << (first & 63);
+		for (w = w0 + 1; w < w1; w++)
 			bits[w] = ~0ULL;
-			added += old ? 64 - pop64(old) : 64;
-		}
-		m = ~0ULL >> (63 - (last & 63));
-		old = bits[w1];
-		bits[w1] = old | m;
-		added += pop64(m & ~old);
+		bits[w1] |= ~0ULL >> (63 - (last & 63));
 	}
 	bm_set_range(s->sum, w0, w1 + 1);
-	slot_mark(ctx, s, w0, w1, added);
+	slot_mark(ctx, s, w0, w1);
 }
 
 /*
@@ -294,7 +282,7 @@ static void queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s,
 			 uint64_t off)
 {
 	uint64_t last = first + n - 1;
-	uint64_t w0 = first >> 6, w1 = last >> 6, w, m, old, added = 0;
+	uint64_t w0 = first >> 6, w1 = last >> 6, w, m;
 	uint64_t lo_w = NO_WORD, hi_w = 0;
 	uint64_t *bits = s->bits, *sum = s->sum;
 	/* source bit of page p is p + delta (mod 2^64) */
@@ -302,9 +290,7 @@ static void queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s,
 
 #define DB_OR_WORD(w, m) do {						\
 		if (m) {						\
-			old = bits[w];					\
-			bits[w] = old | (m);				\
-			added += pop64((m) & ~old);			\
+			bits[w] |= (m);					\
 			sum[(w) >> 6] |= 1ULL << ((w) & 63);		\
 			if (lo_w == NO_WORD)				\
 				lo_w = (w);				\
@@ -355,15 +341,15 @@ static void queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s,
 	}
 #undef DB_OR_WORD
 	if (lo_w != NO_WORD)
-		slot_mark(ctx, s, lo_w, hi_w, added);
+		slot_mark(ctx, s, lo_w, hi_w);
 }
 
 /*
  * Zero words [ws, we) of @s after the kernel applied them; returns the
- * pages they held.
+ * pages they held.  Ranges are applied in ascending order per slot, so
+ * nothing is left queued below @we.
  */
-static uint64_t unqueue_words(struct dirtybatch_ctx *ctx, struct db_slot *s,
-			      uint64_t ws, uint64_t we)
+static uint64_t unqueue_words(struct db_slot *s, uint64_t ws, uint64_t we)
 {
 	uint64_t cnt = 0, w;
 	uint64_t *bits = s->bits;
@@ -375,32 +361,43 @@ static uint64_t unqueue_words(struct dirtybatch_ctx *ctx, struct db_slot *s,
 		bits[w] = 0;
 	}
 	bm_clear_range(s->sum, ws, we);
-	s->pending -= cnt;
-	ctx->pending -= cnt;
-	if (!s->pending)
-		slot_reset_window(s);
-	else if (ws <= s->wmin)
+	if (ws <= s->wmin)
 		s->wmin = we;
 	return cnt;
 }
 
-/* Drop every queued page of @s; returns how many. */
-static uint64_t slot_discard(struct dirtybatch_ctx *ctx, struct db_slot *s)
+/* Pages queued in @s: the words of its window that the summary marks. */
+static uint64_t slot_count(const struct db_slot *s)
 {
-	uint64_t n = s->pending;
+	uint64_t n = 0, lim, ws, we, w;
 
-	if (s->wmin != NO_WORD) {
+	if (s->wmin == NO_WORD)
+		return 0;
+	lim = s->wmax + 1;
+	w = s->wmin;
+	while ((ws = find_next_set(s->sum, w, lim)) < lim) {
+		we = find_next_zero(s->sum, ws, lim);
+		for (w = ws; w < we; w++)
+			n += pop64(s->bits[w]);
+	}
+	return n;
+}
+
+/* Drop every queued page of @s; returns how many. */
+static uint64_t slot_discard(struct db_slot *s)
+{
+	uint64_t n = slot_count(s);
+
+	if (s->wmin != NO_WORD && s->wmin <= s->wmax) {
 		memset(&s->bits[s->wmin], 0,
 		       (s->wmax - s->wmin + 1) * sizeof(uint64_t));
 		bm_clear_range(s->sum, s->wmin, s->wmax + 1);
 	}
 	slot_reset_window(s);
-	s->pending = 0;
-	ctx->pending -= n;
 	return n;
 }
 
-/* Drop slots without pending pages from the dirty list. */
+/* Drop slots with nothing queued from the dirty list. */
 static void compact_dirty(struct dirtybatch_ctx *ctx)
 {
 	uint32_t i, j = 0;
@@ -408,12 +405,34 @@ static void compact_dirty(struct dirtybatch_ctx *ctx)
 	for (i = 0; i < ctx->ndirty; i++) {
 		struct db_slot *s = ctx->dirty[i];
 
-		if (s->pending)
+		if (s->wmin != NO_WORD && s->wmin <= s->wmax &&
+		    find_next_set(s->sum, s->wmin, s->wmax + 1) <= s->wmax) {
 			ctx->dirty[j++] = s;
-		else
+		} else {
+			slot_reset_window(s);
 			s->listed = false;
+		}
 	}
 	ctx->ndirty = j;
+}
+
+/* Everything applied: every listed slot is empty now. */
+static void reset_dirty(struct dirtybatch_ctx *ctx)
+{
+	for (uint32_t i = 0; i < ctx->ndirty; i++) {
+		slot_reset_window(ctx->dirty[i]);
+		ctx->dirty[i]->listed = false;
+	}
+	ctx->ndirty = 0;
+}
+
+static uint64_t ctx_count(const struct dirtybatch_ctx *ctx)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < ctx->ndirty; i++)
+		n += slot_count(ctx->dirty[i]);
+	return n;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -572,7 +591,7 @@ DIRTYBATCH_API int dirtybatch_add_gpa(struct dirtybatch_ctx *ctx,
 
 DIRTYBATCH_API uint64_t dirtybatch_pending(const struct dirtybatch_ctx *ctx)
 {
-	return ctx ? ctx->pending : 0;
+	return ctx ? ctx_count(ctx) : 0;
 }
 
 DIRTYBATCH_API uint64_t dirtybatch_discard(struct dirtybatch_ctx *ctx)
@@ -583,7 +602,7 @@ DIRTYBATCH_API uint64_t dirtybatch_discard(struct dirtybatch_ctx *ctx)
 	if (!ctx)
 		return 0;
 	for (i = 0; i < ctx->ndirty; i++)
-		n += slot_discard(ctx, ctx->dirty[i]);
+		n += slot_discard(ctx->dirty[i]);
 	compact_dirty(ctx);
 	ctx->stats.pages_discarded += n;
 	return n;
@@ -611,7 +630,7 @@ static int submit_fallback(struct dirtybatch_ctx *ctx, struct dirtybatch_result 
 		struct db_slot *s = ctx->dirty[i];
 		uint64_t w = s->wmin, lim, ws, we;
 
-		if (!s->pending)
+		if (w == NO_WORD)
 			continue;
 		lim = s->wmax + 1;
 		while ((ws = find_next_set(s->sum, w, lim)) < lim) {
@@ -633,7 +652,7 @@ static int submit_fallback(struct dirtybatch_ctx *ctx, struct dirtybatch_result 
 				r->error_first_page = log.first_page;
 				return err;
 			}
-			note_applied(ctx, s, r, unqueue_words(ctx, s, ws, we));
+			note_applied(ctx, s, r, unqueue_words(s, ws, we));
 			w = we;
 		}
 	}
@@ -680,7 +699,7 @@ static int module_flush(struct dirtybatch_ctx *ctx, uint32_t n,
 		uint64_t ws = rg->first_page >> 6;
 		uint64_t we = ws + (((uint64_t)rg->num_pages + 63) >> 6);
 
-		note_applied(ctx, s, r, unqueue_words(ctx, s, ws, we));
+		note_applied(ctx, s, r, unqueue_words(s, ws, we));
 	}
 	return 0;
 }
@@ -695,7 +714,7 @@ static int submit_module(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r
 		struct db_slot *s = ctx->dirty[i];
 		uint64_t w = s->wmin, lim, ws, we;
 
-		if (!s->pending)
+		if (w == NO_WORD)
 			continue;
 		lim = s->wmax + 1;
 		while ((ws = find_next_set(s->sum, w, lim)) < lim) {
@@ -747,9 +766,14 @@ DIRTYBATCH_API int64_t dirtybatch_submit(struct dirtybatch_ctx *ctx,
 	module = ctx->mode == DIRTYBATCH_MODE_MODULE;
 	ctx->gen++;
 	ctx->stats.submits++;
-	if (ctx->pending) {
+	if (ctx->ndirty) {
 		err = module ? submit_module(ctx, &r) : submit_fallback(ctx, &r);
-		compact_dirty(ctx);
+		if (err) {
+			compact_dirty(ctx);
+			r.pages_pending = ctx_count(ctx);
+		} else {
+			reset_dirty(ctx);
+		}
 	}
 	if (module) {
 		r.flags |= DIRTYBATCH_RESULT_CLEARED_EXACT;
@@ -758,7 +782,6 @@ DIRTYBATCH_API int64_t dirtybatch_submit(struct dirtybatch_ctx *ctx,
 		r.pages_cleared = r.pages_requested;
 		ctx->stats.pages_cleared_unknown += r.pages_requested;
 	}
-	r.pages_pending = ctx->pending;
 	r.error = err;
 	ctx->stats.ranges += r.ranges;
 	ctx->stats.pages_requested += r.pages_requested;
@@ -1223,8 +1246,7 @@ static int install_layout(struct dirtybatch_ctx *ctx,
 	/* Commit. */
 	for (j = 0; j < ctx->nslots; j++) {
 		if (!reused[j]) {
-			discarded += ctx->by_id[j]->pending;
-			ctx->pending -= ctx->by_id[j]->pending;
+			discarded += slot_count(ctx->by_id[j]);
 			free_slot(ctx->by_id[j]);
 		}
 	}
@@ -1239,7 +1261,7 @@ static int install_layout(struct dirtybatch_ctx *ctx,
 	ctx->last = NULL;
 	ctx->ndirty = 0;
 	for (i = 0; i < n; i++) {
-		by_id[i]->listed = by_id[i]->pending != 0;
+		by_id[i]->listed = by_id[i]->wmin != NO_WORD;
 		if (by_id[i]->listed)
 			dirty[ctx->ndirty++] = by_id[i];
 	}
