@@ -71,6 +71,9 @@ progress "building userspace and tests"
 step "build: userspace library and tools (-Wall -Wextra -Werror)" make -s userspace O="$O"
 step "build: selftests (-Wall -Wextra -Werror)" make -s selftests O="$O"
 
+step "userspace: example program builds against a temporary install via pkg-config" \
+	make -s -C userspace example-check O="$O"
+
 progress "building the module for every installed kernel (W=1)"
 for h in /usr/src/linux-headers-*-amd64; do
 	[ -f "$h/Module.symvers" ] || continue
