@@ -12,7 +12,7 @@
  * checks: bitmaps of A == B == a reference model, pages_cleared == bits
  * that went 1 -> 0.  Every few rounds the vCPUs of both VMs write the same
  * pages (mostly clean ones, so lost write protection shows) and the
- * bitmaps must match again; memslots are moved / re-created / toggled the
+ * bitmaps and the vCPUs' page-fault counts must match again; memslots are moved / re-created / toggled the
  * same way in both.  KVM_DIRTYBATCH_DIFF_ROUNDS sets the rounds (default 40).
  */
 #include <errno.h>
@@ -145,9 +145,16 @@ static bool compare(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *self,
 	return eq;
 }
 
-/* Both vCPUs write the same pages; 3/4 of them currently clean in VM B. */
-static void guest_round(FIXTURE_DATA(diff) *self)
+/*
+ * Both vCPUs write the same pages; 3/4 of them currently clean in VM B.
+ * The vCPUs must also take the same number of page faults (KVM binary
+ * stats "pf_taken"): identical write protection, none missing (that would
+ * also show in the bitmaps) and none extra (which would not).
+ */
+static void guest_round(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *self)
 {
+	uint64_t pf[2];
+	int have_pf = 0;
 	uint64_t gpas[LIST_MAX], bm_words[64];
 	unsigned int n = 0, tries = 0, i;
 	uint32_t nr = 16 + rng_below(&self->rng, LIST_MAX - 16);
@@ -180,7 +187,13 @@ static void guest_round(FIXTURE_DATA(diff) *self)
 		guest_set_list(vm, gpas, n, 1);
 		vcpu_reset(vm);
 		vcpu_run_to_done(vm);
+		have_pf += !vm_read_stat(vm, true, "pf_taken", &pf[i]);
 	}
+	if (have_pf == 2)
+		EXPECT_EQ(pf[1], pf[0])
+			TH_LOG("guest run %llu: vCPU page faults: batch VM %llu, plain VM %llu",
+			       (unsigned long long)self->guest_runs,
+			       (unsigned long long)pf[0], (unsigned long long)pf[1]);
 	self->seq += n;
 	self->guest_runs++;
 	self->guest_pages += n;
@@ -367,7 +380,7 @@ TEST_F_TIMEOUT(diff, random_batches, 300)
 	ASSERT_TRUE(compare(_metadata, self, "initial"));
 	for (round = 0; round < rounds; round++) {
 		if (round % 4 == 3) {
-			guest_round(self);
+			guest_round(_metadata, self);
 			snprintf(when, sizeof(when), "round %u after guest writes", round);
 			ASSERT_TRUE(compare(_metadata, self, when));
 		}
@@ -381,8 +394,16 @@ TEST_F_TIMEOUT(diff, random_batches, 300)
 			break;
 	}
 	/* dirty tracking after the last clear */
-	guest_round(self);
+	guest_round(_metadata, self);
 	ASSERT_TRUE(compare(_metadata, self, "final guest writes"));
+	{
+		uint64_t pa = 0, pb = 0;
+
+		if (!vm_read_stat(self->v[0], true, "pf_taken", &pa) &&
+		    !vm_read_stat(self->v[1], true, "pf_taken", &pb))
+			ksft_print_msg("differential: vCPU page faults: batch VM %llu, plain VM %llu\n",
+				       (unsigned long long)pa, (unsigned long long)pb);
+	}
 	ksft_print_msg("differential: %u rounds, %llu batches, %llu ranges, %llu pages cleared, "
 		       "%llu guest runs writing %llu pages, %llu memslot changes, %llu ms\n",
 		       rounds, (unsigned long long)self->batches,

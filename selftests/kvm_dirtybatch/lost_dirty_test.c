@@ -166,7 +166,7 @@ static void wait_for_stores(struct vm *vm, uint32_t seq0, uint32_t n)
 TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 {
 	uint64_t budget_ns, t0, iters = 0, checked = 0, requested = 0;
-	uint64_t cleared = 0, calls = 0, max_call_ns = 0;
+	uint64_t cleared = 0, calls = 0, max_call_ns = 0, t_pause = 0, t_clear = 0, t_wait = 0, t_check = 0;
 	const char *env = getenv("KVM_DIRTYBATCH_LOST_SECONDS");
 	unsigned int lost = 0, i;
 	struct vm *vm = self->vm;
@@ -179,8 +179,12 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 		unsigned int nr = 0;
 		uint32_t seq0;
 
+		c0 = now_ns();
 		ASSERT_EQ(0, guest_pause(vm, 30000)) TH_LOG("guest did not ack the pause");
+		t_pause += now_ns() - c0;
+		c0 = now_ns();
 		lost += check_pages(_metadata, self, &checked);
+		t_check += now_ns() - c0;
 		seq0 = vm->ctrl->seq;
 		guest_resume(vm);
 		ASSERT_EQ(0, lost) TH_LOG("after %llu iterations", (unsigned long long)iters);
@@ -244,6 +248,7 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 			cleared += must;	/* at least */
 		}
 		c0 = now_ns() - c0;
+		t_clear += c0;
 		if (c0 > max_call_ns)
 			max_call_ns = c0;
 		/* only now snapshot what the host "sent" */
@@ -257,12 +262,34 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 					       (uint8_t *)s->hva + p * PAGE_SIZE, PAGE_SIZE);
 		}
 		/* let the guest make some progress before the next pause */
+		c0 = now_ns();
 		wait_for_stores(vm, seq0, 1 + rng_below(&self->rng, 64));
+		t_wait += now_ns() - c0;
 		iters++;
 	}
 	/* final check with the guest stopped */
 	vcpu_stop(vm);
 	lost += check_pages(_metadata, self, &checked);
+	{
+		static const char * const names[] = { "pf_taken", "pf_fixed", "pf_fast", "exits" };
+		char buf[256];
+		size_t off = 0;
+		unsigned int k;
+		uint64_t v;
+
+		for (k = 0; k < ARRAY_SIZE(names); k++)
+			if (!vm_read_stat(vm, true, names[k], &v))
+				off += snprintf(buf + off, sizeof(buf) - off, " %s %llu",
+						names[k], (unsigned long long)v);
+		buf[off] = 0;
+		ksft_print_msg("lost_dirty(%s): vCPU:%s; host ms: pause %llu, check %llu, clear %llu, wait %llu, total %llu\n",
+			       variant->batch ? "batch" : "plain", buf,
+			       (unsigned long long)t_pause / 1000000,
+			       (unsigned long long)t_check / 1000000,
+			       (unsigned long long)t_clear / 1000000,
+			       (unsigned long long)t_wait / 1000000,
+			       (unsigned long long)(now_ns() - t0) / 1000000);
+	}
 	ksft_print_msg("lost_dirty(%s): %llu iterations, %u guest stores, %llu changed pages checked, "
 		       "%llu pages requested, %llu%s dirty bits cleared, %llu clear calls (max %llu us), %u lost\n",
 		       variant->batch ? "batch" : "plain", (unsigned long long)iters,

@@ -67,6 +67,7 @@ static struct vm *vm_alloc(void)
 	VM_CHECK(vm, "calloc");
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	VM_CHECK(vm->kvm_fd >= 0, "open /dev/kvm");
+	vm->stats_fd = -1;
 	vm->fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	VM_CHECK(vm->fd >= 0, "KVM_CREATE_VM");
 	vm->nr_as = kvm_check_cap(vm->fd, KVM_CAP_MULTI_ADDRESS_SPACE);
@@ -151,10 +152,14 @@ void vm_free(struct vm *vm)
 		if (vm->vcpu->thread_running)
 			vcpu_stop(vm);
 		munmap(vm->vcpu->run, vm->vcpu->run_size);
+		if (vm->vcpu->stats_fd >= 0)
+			close(vm->vcpu->stats_fd);
 		close(vm->vcpu->fd);
 		free(vm->vcpu);
 	}
 	vm_close_fd(vm);
+	if (vm->stats_fd >= 0)
+		close(vm->stats_fd);
 	for (i = 0; i < VM_MAX_SLOTS; i++)
 		if (vm->slots[i].used && vm->slots[i].hva)
 			munmap(vm->slots[i].hva, vm->slots[i].map_size);
@@ -388,6 +393,7 @@ struct vcpu *vm_create_vcpu(struct vm *vm)
 
 	VM_CHECK(v, "calloc");
 	VM_CHECK(!vm->vcpu, "one vCPU per VM");
+	v->stats_fd = -1;
 	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, 0);
 	VM_CHECK(v->fd >= 0, "KVM_CREATE_VCPU");
 	sz = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
@@ -521,4 +527,41 @@ void vcpu_stop(struct vm *vm)
 {
 	__atomic_store_n(&vm->ctrl->stop, 1, __ATOMIC_SEQ_CST);
 	vcpu_join(vm);
+}
+
+int vm_read_stat(struct vm *vm, bool vcpu, const char *name, uint64_t *val)
+{
+	int *fdp = vcpu ? &vm->vcpu->stats_fd : &vm->stats_fd;
+	struct kvm_stats_header h;
+	struct kvm_stats_desc *d;
+	size_t dsz;
+	char *descs;
+	uint32_t i;
+	int r = -ENOENT;
+
+	if (*fdp < 0) {
+		*fdp = ioctl(vcpu ? vm->vcpu->fd : vm->fd, KVM_GET_STATS_FD, NULL);
+		if (*fdp < 0)
+			return -errno;
+	}
+	if (pread(*fdp, &h, sizeof(h), 0) != sizeof(h))
+		return -EIO;
+	dsz = sizeof(*d) + h.name_size;
+	descs = malloc(dsz * h.num_desc);
+	if (!descs)
+		return -ENOMEM;
+	if (pread(*fdp, descs, dsz * h.num_desc, h.desc_offset) != (ssize_t)(dsz * h.num_desc)) {
+		free(descs);
+		return -EIO;
+	}
+	for (i = 0; i < h.num_desc; i++) {
+		d = (struct kvm_stats_desc *)(descs + i * dsz);
+		if (strcmp(d->name, name))
+			continue;
+		r = pread(*fdp, val, sizeof(*val), h.data_offset + d->offset) == sizeof(*val) ?
+		    0 : -EIO;
+		break;
+	}
+	free(descs);
+	return r;
 }

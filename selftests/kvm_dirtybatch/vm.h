@@ -72,6 +72,7 @@ struct vcpu {
 	unsigned long exits;
 	pthread_t thread;
 	bool thread_running;
+	int stats_fd;
 };
 
 struct vm {
@@ -84,6 +85,7 @@ struct vm {
 	struct vcpu *vcpu;
 	struct guest_ctrl *ctrl;	/* HVA of the control page */
 	uint32_t *list;			/* HVA of the page list */
+	int stats_fd;
 };
 
 /* Exit the process with KSFT_FAIL after printing a TAP comment. */
@@ -156,6 +158,13 @@ void vcpu_reset(struct vm *vm);
  * or dies on any unexpected exit.  EINTR restarts transparently.
  */
 void vcpu_run_to_done(struct vm *vm);
+
+/*
+ * Read one statistic of the VM (vcpu == false) or its vCPU through
+ * KVM_GET_STATS_FD (e.g. "pf_taken", "pf_fixed", "exits").  Returns 0, or
+ * -ENOENT / -errno; the fd is opened once and cached.
+ */
+int vm_read_stat(struct vm *vm, bool vcpu, const char *name, uint64_t *val);
 
 /* Set the page list (GPAs) and passes (0 = until stopped) for the guest. */
 void guest_set_list(struct vm *vm, const uint64_t *gpas, uint32_t nr,
