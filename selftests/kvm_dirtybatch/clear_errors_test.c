@@ -9,7 +9,9 @@
  *   - the errno (and error_index: the range for range errors; unchanged or
  *     count for the others),
  *   - that nothing at all was applied (KVM_GET_DIRTY_LOG still all ones),
- *   - that GET_STATS counted one failed call and no successful one.
+ *   - that GET_STATS counted one failed call and no successful one,
+ *   - that the call wrote nothing but pages_cleared / error_index (not
+ *     the other fields, the ranges or the bitmaps).
  * The "neg.ok_*" cases are valid edge cases: they must succeed, with the
  * bitmaps and pages_cleared equal to a reference model.
  * "big.*" checks the KVM_DIRTYBATCH_MAX_RANGES / MAX_BITMAP_BYTES limits.
@@ -542,8 +544,9 @@ FIXTURE_TEARDOWN(neg)
 TEST_F(neg, clear)
 {
 	struct ctx *x = &self->x;
+	static uint8_t rbuf0[RBUF_RANGES * 256], ones0[PAGE_SIZE], pattern0[PAGE_SIZE];
 	struct kvm_dirtybatch_stats s0, s1;
-	struct kvm_dirtybatch_clear *c;
+	struct kvm_dirtybatch_clear *c, c0;
 	struct snap before, after, model;
 	uint64_t expect_cleared = 0;
 	char msg[256];
@@ -559,6 +562,10 @@ TEST_F(neg, clear)
 		expect_cleared = snap_apply(&model, (void *)(uintptr_t)x->c.ranges,
 					    x->c.count, x->c.range_size);
 
+	c0 = x->c;
+	memcpy(rbuf0, x->rbuf, sizeof(rbuf0));
+	memcpy(ones0, x->ones, PAGE_SIZE);
+	memcpy(pattern0, x->pattern, PAGE_SIZE);
 	ASSERT_EQ(0, db_get_stats(x->dbfd, &s0));
 	r = db_ioctl(x->dbfd, KVM_DIRTYBATCH_CLEAR, x->arg);
 	r = r ? errno : 0;
@@ -574,6 +581,14 @@ TEST_F(neg, clear)
 		EXPECT_EQ(c->count, c->error_index) TH_LOG("error_index of a non-range error");
 	if (c && variant->idx == IDX_COUNT)
 		EXPECT_EQ(c->count, c->error_index);
+
+	/* only pages_cleared and error_index may be written */
+	c0.pages_cleared = x->c.pages_cleared;
+	c0.error_index = x->c.error_index;
+	EXPECT_EQ(0, memcmp(&c0, &x->c, sizeof(c0))) TH_LOG("other struct fields changed");
+	EXPECT_EQ(0, memcmp(rbuf0, x->rbuf, sizeof(rbuf0))) TH_LOG("ranges array changed");
+	EXPECT_EQ(0, memcmp(ones0, x->ones, PAGE_SIZE)) TH_LOG("a bitmap changed");
+	EXPECT_EQ(0, memcmp(pattern0, x->pattern, PAGE_SIZE)) TH_LOG("a bitmap changed");
 
 	if (variant->err) {
 		EXPECT_EQ(s0.calls, s1.calls);

@@ -321,10 +321,22 @@ static void make_range(FIXTURE_DATA(diff) *self, struct kvm_dirtybatch_range *r,
 	r->dirty_bitmap = (uintptr_t)self->bms[i];
 }
 
+static uint64_t bm_hash(const uint64_t *bm, size_t bytes)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t i;
+
+	for (i = 0; i < bytes / 8; i++)
+		h = (h ^ bm[i]) * 0x100000001b3ULL;
+	return h;
+}
+
 static void batch_round(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *self,
 			unsigned int round)
 {
 	static const uint32_t strides[] = { 24, 24, 24, 32, 64, 256 };
+	static uint8_t rbuf0[MAX_BATCH * 256];
+	uint64_t bmsum0[MAX_BATCH];
 	struct kvm_dirtybatch_range tmp[MAX_BATCH];
 	struct snap before, after, model;
 	struct kvm_dirtybatch_clear c;
@@ -347,7 +359,14 @@ static void batch_round(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *s
 	c = (struct kvm_dirtybatch_clear){ .vm_fd = self->v[0]->fd, .count = n,
 		.range_size = stride, .ranges = (uintptr_t)self->rbuf,
 		.error_index = 0xdeadbeef };
+	memcpy(rbuf0, self->rbuf, (size_t)n * stride);
+	for (i = 0; i < n; i++)
+		bmsum0[i] = bm_hash(self->bms[i], bitmap_bytes(tmp[i].num_pages));
 	r = db_clear(self->dbfd, &c);
+	EXPECT_EQ(0, memcmp(rbuf0, self->rbuf, (size_t)n * stride)) TH_LOG("ranges changed");
+	for (i = 0; i < n; i++)
+		EXPECT_EQ(bmsum0[i], bm_hash(self->bms[i], bitmap_bytes(tmp[i].num_pages)))
+			TH_LOG("round %u: bitmap of range %u changed", round, i);
 	ASSERT_EQ(0, r) TH_LOG("round %u: batch of %u ranges: %s, error_index %u",
 			       round, n, strerror(-r), c.error_index);
 	for (i = 0; i < n; i++)
