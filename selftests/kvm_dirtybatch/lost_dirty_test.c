@@ -16,7 +16,10 @@
  *   6. after the clear returned, copy each cleared page to "sent".
  *
  * The "plain" variant needs only /dev/kvm (host test of the VM helper);
- * the "batch" variant needs /dev/kvm_dirtybatch and is skipped without it.
+ * the "batch" variants need /dev/kvm_dirtybatch and are skipped without
+ * it.  "batch_lock_breaks" adds a slot of more than
+ * 2 * KVM_DIRTYBATCH_LOCK_BREAK_WORDS words, cleared in one range, so the
+ * MMU lock is dropped and re-taken in the middle of each call.
  * KVM_DIRTYBATCH_LOST_SECONDS sets the time budget per variant (default 3).
  */
 #include <errno.h>
@@ -31,43 +34,82 @@
 #define MIB		(1UL << 20)
 #define LIST_LEN	4096
 #define MAX_RANGES	4096
+#define MAX_SLOTS	8
+#define BIG_ID		50
+/* more than two lock breaks of words, and an odd tail */
+#define BIG_PAGES	((2 * KVM_DIRTYBATCH_LOCK_BREAK_WORDS + 3) * 64 + 17)
+#define BIG_TRACKED	256
 
 static const struct { uint32_t id; uint64_t npages; } layout[] = {
 	{ 1, 300 }, { 2, 64 }, { 3, 1 }, { 4, 130 }, { 40, 257 }, { 7, 129 },
 };
-#define NSLOTS ARRAY_SIZE(layout)
+
+/*
+ * A slot and the pages of it the guest writes and the host checks: all of
+ * them, except in the big slot (lock_breaks variant), where BIG_TRACKED
+ * pages spread over the whole slot, so that clearing it in one range
+ * crosses MMU-lock breaks while the guest writes.
+ */
+struct lslot {
+	uint32_t id;
+	uint64_t npages;
+	uint64_t gpa;
+	uint8_t *hva;
+	uint64_t *track;	/* tracked page numbers, ascending */
+	uint64_t ntrack;
+	uint8_t *sent;		/* ntrack pages: content the host "sent" */
+	uint64_t *bm;		/* dirty log read at the pause */
+	uint64_t *sel;		/* pages chosen for clearing (bitmap) */
+};
 
 FIXTURE(lost) {
 	struct vm *vm;
 	int dbfd;
-	uint8_t *sent[NSLOTS];
-	uint64_t *bm[NSLOTS];		/* dirty log read at the pause */
-	uint64_t *sel[NSLOTS];		/* pages chosen for clearing */
-	uint64_t *clr[NSLOTS];		/* bitmaps handed to the clear */
+	struct lslot sl[MAX_SLOTS];
+	unsigned int nsl;
 	struct kvm_dirtybatch_range *ranges;
 	struct rng rng;
 };
 
 FIXTURE_VARIANT(lost) {
 	bool batch;
+	bool big;
 };
 
 FIXTURE_VARIANT_ADD(lost, plain) { .batch = false };
 FIXTURE_VARIANT_ADD(lost, batch) { .batch = true };
+FIXTURE_VARIANT_ADD(lost, batch_lock_breaks) { .batch = true, .big = true };
 
-static uint64_t slot_gpa(unsigned int i)
+static void add_lslot(FIXTURE_DATA(lost) *self, uint32_t id, uint64_t npages,
+		      uint64_t gpa, uint64_t ntrack)
 {
-	return MIB * (2 + 2 * i);
+	struct lslot *l = &self->sl[self->nsl++];
+	uint64_t i;
+
+	l->id = id;
+	l->npages = npages;
+	l->gpa = gpa;
+	l->hva = vm_add_slot(self->vm, id, gpa, npages, KVM_MEM_LOG_DIRTY_PAGES);
+	l->ntrack = ntrack;
+	l->track = calloc(ntrack, sizeof(*l->track));
+	l->sent = calloc(ntrack, PAGE_SIZE);
+	l->bm = calloc(1, bitmap_bytes(npages) + 64);
+	l->sel = calloc(1, bitmap_bytes(npages) + 64);
+	VM_CHECK(l->track && l->sent && l->bm && l->sel, "calloc");
+	for (i = 0; i < ntrack; i++)	/* all pages, or spread incl. the last */
+		l->track[i] = ntrack == npages ? i : i * (npages - 1) / (ntrack - 1);
 }
 
 FIXTURE_SETUP(lost)
 {
-	uint64_t gpas[LIST_LEN];
+	uint64_t gpas[LIST_LEN], total = 0;
 	const char *why = NULL;
-	unsigned int i, total = 0;
+	unsigned int i;
 
 	self->dbfd = -1;
 	self->vm = NULL;
+	self->nsl = 0;
+	self->ranges = NULL;
 	if (variant->batch && !db_available(&why))
 		SKIP(return, "%s", why);
 	if (variant->batch) {
@@ -76,18 +118,13 @@ FIXTURE_SETUP(lost)
 	}
 	rng_init(&self->rng, test_seed("lost_dirty"));
 	self->vm = vm_create(true);
-	for (i = 0; i < NSLOTS; i++) {
-		size_t bytes = bitmap_bytes(layout[i].npages) + 64;
-
-		vm_add_slot(self->vm, layout[i].id, slot_gpa(i), layout[i].npages,
-			    KVM_MEM_LOG_DIRTY_PAGES);
-		self->sent[i] = calloc(layout[i].npages, PAGE_SIZE);
-		self->bm[i] = calloc(1, bytes);
-		self->sel[i] = calloc(1, bytes);
-		self->clr[i] = calloc(1, bytes);
-		ASSERT_TRUE(self->sent[i] && self->bm[i] && self->sel[i] && self->clr[i]);
-		total += layout[i].npages;
-	}
+	for (i = 0; i < ARRAY_SIZE(layout); i++)
+		add_lslot(self, layout[i].id, layout[i].npages, MIB * (2 + 2 * i),
+			  layout[i].npages);
+	if (variant->big)
+		add_lslot(self, BIG_ID, BIG_PAGES, 1ULL << 30, BIG_TRACKED);
+	for (i = 0; i < self->nsl; i++)
+		total += self->sl[i].ntrack;
 	self->ranges = calloc(MAX_RANGES, sizeof(*self->ranges));
 	ASSERT_NE(NULL, self->ranges);
 
@@ -97,9 +134,9 @@ FIXTURE_SETUP(lost)
 						      : rng_below(&self->rng, total);
 		unsigned int s = 0;
 
-		while (n >= layout[s].npages)
-			n -= layout[s++].npages;
-		gpas[i] = slot_gpa(s) + n * PAGE_SIZE;
+		while (n >= self->sl[s].ntrack)
+			n -= self->sl[s++].ntrack;
+		gpas[i] = self->sl[s].gpa + self->sl[s].track[n] * PAGE_SIZE;
 	}
 	vm_create_vcpu(self->vm);
 	self->vm->ctrl->seq = 0;
@@ -111,39 +148,38 @@ FIXTURE_TEARDOWN(lost)
 	unsigned int i;
 
 	vm_free(self->vm);
-	for (i = 0; i < NSLOTS; i++) {
-		free(self->sent[i]);
-		free(self->bm[i]);
-		free(self->sel[i]);
-		free(self->clr[i]);
+	for (i = 0; i < self->nsl; i++) {
+		free(self->sl[i].track);
+		free(self->sl[i].sent);
+		free(self->sl[i].bm);
+		free(self->sl[i].sel);
 	}
 	free(self->ranges);
 	if (self->dbfd >= 0)
 		close(self->dbfd);
 }
 
-/* Check every page against the dirty log; returns the number of lost pages. */
+/* Check every tracked page against the dirty log; returns the lost ones. */
 static unsigned int check_pages(struct __test_metadata *_metadata,
 				FIXTURE_DATA(lost) *self, uint64_t *checked)
 {
 	unsigned int i, lost = 0;
-	uint64_t p;
+	uint64_t t, p;
 
-	for (i = 0; i < NSLOTS; i++) {
-		struct vm_slot *s = vm_find_slot(self->vm, layout[i].id);
+	for (i = 0; i < self->nsl; i++) {
+		struct lslot *l = &self->sl[i];
 
-		vm_get_dirty_log(self->vm, layout[i].id, self->bm[i]);
-		for (p = 0; p < layout[i].npages; p++) {
-			uint8_t *live = (uint8_t *)s->hva + p * PAGE_SIZE;
-
-			if (!memcmp(live, self->sent[i] + p * PAGE_SIZE, PAGE_SIZE))
+		vm_get_dirty_log(self->vm, l->id, l->bm);
+		for (t = 0; t < l->ntrack; t++) {
+			p = l->track[t];
+			if (!memcmp(l->hva + p * PAGE_SIZE, l->sent + t * PAGE_SIZE, PAGE_SIZE))
 				continue;
 			(*checked)++;
-			if (test_bit64(self->bm[i], p))
+			if (test_bit64(l->bm, p))
 				continue;
 			if (lost++ < 10)
 				TH_LOG("LOST: slot %u page %llu changed but is clean",
-				       layout[i].id, (unsigned long long)p);
+				       l->id, (unsigned long long)p);
 		}
 	}
 	return lost;
@@ -168,10 +204,14 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 	uint64_t budget_ns, t0, iters = 0, checked = 0, requested = 0;
 	uint64_t cleared = 0, calls = 0, max_call_ns = 0, t_pause = 0, t_clear = 0, t_wait = 0, t_check = 0;
 	const char *env = getenv("KVM_DIRTYBATCH_LOST_SECONDS");
+	struct kvm_dirtybatch_stats st0, st1;
+	const char *name = variant->big ? "batch, lock breaks" : variant->batch ? "batch" : "plain";
 	unsigned int lost = 0, i;
 	struct vm *vm = self->vm;
 
 	budget_ns = (env ? strtoull(env, NULL, 0) : 3) * 1000000000ULL;
+	if (variant->batch)
+		ASSERT_EQ(0, db_get_stats(self->dbfd, &st0));
 	vcpu_start(vm);
 	t0 = now_ns();
 	while ((now_ns() - t0 < budget_ns || iters < 5) && iters < 100000) {
@@ -190,32 +230,32 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 		ASSERT_EQ(0, lost) TH_LOG("after %llu iterations", (unsigned long long)iters);
 
 		/* choose: 60% of the dirty pages, 3% of the clean ones */
-		for (i = 0; i < NSLOTS; i++) {
-			uint64_t npages = layout[i].npages, p, w, nw = (npages + 63) / 64;
+		for (i = 0; i < self->nsl; i++) {
+			struct lslot *l = &self->sl[i];
+			uint64_t npages = l->npages, t, w, nw = (npages + 63) / 64;
 
-			memset(self->sel[i], 0, bitmap_bytes(npages));
-			for (p = 0; p < npages; p++) {
-				bool d = test_bit64(self->bm[i], p);
+			memset(l->sel, 0, bitmap_bytes(npages));
+			for (t = 0; t < l->ntrack; t++) {
+				bool d = test_bit64(l->bm, l->track[t]);
 
 				if (rng_below(&self->rng, 100) < (d ? 60 : 3)) {
-					set_bit64(self->sel[i], p);
+					set_bit64(l->sel, l->track[t]);
 					maxc++;
 					must += d;
 				}
 			}
-			memcpy(self->clr[i], self->sel[i], bitmap_bytes(npages));
-			/* cut the slot into windows of 1..4 words */
+			/* cut the slot into windows of 1..4 words, the big one: whole */
 			for (w = 0; w < nw;) {
-				uint64_t len = 1 + rng_below(&self->rng, 4);
+				uint64_t len = l->ntrack < npages ? nw : 1 + rng_below(&self->rng, 4);
 				struct kvm_dirtybatch_range *r;
 
 				if (w + len > nw)
 					len = nw - w;
 				r = &self->ranges[nr++];
-				r->slot = layout[i].id;
+				r->slot = l->id;
 				r->first_page = w * 64;
 				r->num_pages = w + len == nw ? npages - w * 64 : len * 64;
-				r->dirty_bitmap = (uintptr_t)&self->clr[i][w];
+				r->dirty_bitmap = (uintptr_t)&l->sel[w];
 				/* sometimes the same window again (overlap) */
 				if (variant->batch && !rng_below(&self->rng, 8))
 					self->ranges[nr++] = *r;
@@ -252,14 +292,14 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 		if (c0 > max_call_ns)
 			max_call_ns = c0;
 		/* only now snapshot what the host "sent" */
-		for (i = 0; i < NSLOTS; i++) {
-			struct vm_slot *s = vm_find_slot(vm, layout[i].id);
-			uint64_t p;
+		for (i = 0; i < self->nsl; i++) {
+			struct lslot *l = &self->sl[i];
+			uint64_t t;
 
-			for (p = 0; p < layout[i].npages; p++)
-				if (test_bit64(self->sel[i], p))
-					memcpy(self->sent[i] + p * PAGE_SIZE,
-					       (uint8_t *)s->hva + p * PAGE_SIZE, PAGE_SIZE);
+			for (t = 0; t < l->ntrack; t++)
+				if (test_bit64(l->sel, l->track[t]))
+					memcpy(l->sent + t * PAGE_SIZE,
+					       l->hva + l->track[t] * PAGE_SIZE, PAGE_SIZE);
 		}
 		/* let the guest make some progress before the next pause */
 		c0 = now_ns();
@@ -283,7 +323,7 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 						names[k], (unsigned long long)v);
 		buf[off] = 0;
 		ksft_print_msg("lost_dirty(%s): vCPU:%s; host ms: pause %llu, check %llu, clear %llu, wait %llu, total %llu\n",
-			       variant->batch ? "batch" : "plain", buf,
+			       name, buf,
 			       (unsigned long long)t_pause / 1000000,
 			       (unsigned long long)t_check / 1000000,
 			       (unsigned long long)t_clear / 1000000,
@@ -292,13 +332,20 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 	}
 	ksft_print_msg("lost_dirty(%s): %llu iterations, %u guest stores, %llu changed pages checked, "
 		       "%llu pages requested, %llu%s dirty bits cleared, %llu clear calls (max %llu us), %u lost\n",
-		       variant->batch ? "batch" : "plain", (unsigned long long)iters,
+		       name, (unsigned long long)iters,
 		       vm->ctrl->seq, (unsigned long long)checked,
 		       (unsigned long long)requested, (unsigned long long)cleared,
 		       variant->batch ? "" : "+", (unsigned long long)calls,
 		       (unsigned long long)max_call_ns / 1000, lost);
 	ASSERT_EQ(0, lost);
 	ASSERT_LT(0, checked);
+	if (variant->big) {
+		/* every call crossed at least two lock breaks */
+		ASSERT_EQ(0, db_get_stats(self->dbfd, &st1));
+		ksft_print_msg("lost_dirty(%s): %llu MMU-lock breaks\n", name,
+			       (unsigned long long)(st1.lock_breaks - st0.lock_breaks));
+		EXPECT_LE(2 * calls, st1.lock_breaks - st0.lock_breaks);
+	}
 	ASSERT_LT(0, cleared);
 }
 
