@@ -5,7 +5,8 @@
  *
  * Two VMs with identical memslot layouts (20+ slots in AS 0, sizes not
  * multiples of 64, one slot > 2 * LOCK_BREAK_WORDS * 64 pages, the largest
- * slot id, plus slots in AS 1 when the VM has it).  Each round applies the
+ * slot id, a slot mapped with 2 MiB pages before logging was enabled,
+ * plus slots in AS 1 when the VM has it).  Each round applies the
  * same random batch (seeded: KVM_DIRTYBATCH_SEED; overlapping ranges,
  * misaligned bit patterns, tails, zero-page ranges, random strides) to VM A
  * with KVM_DIRTYBATCH_CLEAR and to VM B with KVM_CLEAR_DIRTY_LOG, and
@@ -76,6 +77,41 @@ static void add_ds(FIXTURE_DATA(diff) *self, uint32_t slot, uint64_t npages,
 			    logged ? KVM_MEM_LOG_DIRTY_PAGES : 0);
 }
 
+/*
+ * Slot 22: transparent huge pages, written by the guest before dirty
+ * logging is enabled, so KVM maps it with 2 MiB pages; with
+ * KVM_DIRTY_LOG_INITIALLY_SET enabling logging does not split them, the
+ * first clear in them does (kvm_arch_mmu_enable_log_dirty_pt_masked()).
+ */
+static void add_thp_slot(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *self)
+{
+	const uint64_t npages = 4 * 512 + 64;
+	uint64_t gpas[5], p2m[2] = { 0, 0 };
+	struct dslot *d = &self->ds[self->nds++];
+	unsigned int i;
+
+	d->slot = 22;
+	d->npages = npages;
+	d->gpa = (alloc_gpa(self, 0, npages + 512) + 2 * MIB - 1) & ~(2 * MIB - 1);
+	for (i = 0; i < 5; i++)
+		gpas[i] = d->gpa + (i * 512 + 7) * PAGE_SIZE;
+	for (i = 0; i < 2; i++) {
+		struct vm *vm = self->v[i];
+
+		vm_add_slot(vm, d->slot, d->gpa, npages, VM_SLOT_THP);
+		vm->ctrl->seq = 0;
+		guest_set_list(vm, gpas, 5, 1);
+		vcpu_reset(vm);
+		vcpu_run_to_done(vm);
+		vm_read_stat(vm, false, "pages_2m", &p2m[i]);
+		vm_set_slot_flags(vm, d->slot, KVM_MEM_LOG_DIRTY_PAGES);
+	}
+	d->logged = true;
+	self->seq = 5;
+	TH_LOG("huge page slot: %llu / %llu 2 MiB mappings in the batch / plain VM",
+	       (unsigned long long)p2m[0], (unsigned long long)p2m[1]);
+}
+
 FIXTURE_SETUP(diff)
 {
 	static const uint64_t sizes[] = {
@@ -91,6 +127,8 @@ FIXTURE_SETUP(diff)
 	rng_init(&self->rng, test_seed("differential"));
 	self->v[0] = vm_create(true);
 	self->v[1] = vm_create(true);
+	vm_create_vcpu(self->v[0]);
+	vm_create_vcpu(self->v[1]);
 	self->next_gpa[0] = self->next_gpa[1] = 16 * MIB;
 	as1 = self->v[0]->nr_as > 1 ? 1U << 16 : 0;
 	max_id = self->v[0]->nr_memslots - 1;
@@ -101,6 +139,7 @@ FIXTURE_SETUP(diff)
 	}
 	add_ds(self, 20, BIG_PAGES, true, true);
 	add_ds(self, 21, 64, false, false);	/* written, never logged */
+	add_thp_slot(_metadata, self);
 	if (as1) {
 		add_ds(self, as1 | 1, 77, true, false);
 		add_ds(self, as1 | 2, 128, true, false);
@@ -108,10 +147,6 @@ FIXTURE_SETUP(diff)
 	}
 	self->rbuf = calloc(MAX_BATCH, 256);
 	ASSERT_NE(NULL, self->rbuf);
-	for (i = 0; i < 2; i++) {
-		vm_create_vcpu(self->v[i]);
-		self->v[i]->ctrl->seq = 0;
-	}
 	TH_LOG("%d memslots (%s address space 1)", self->nds, as1 ? "with" : "without");
 }
 

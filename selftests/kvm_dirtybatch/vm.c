@@ -207,9 +207,26 @@ int vm_add_slot_try(struct vm *vm, uint32_t slot, uint64_t gpa,
 			break;
 		}
 	VM_CHECK(s, "too many slots in helper");
-	hva = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	VM_CHECK(hva != MAP_FAILED, "mmap %zu bytes", size);
+	if (flags & VM_SLOT_THP) {
+		/* 2 MiB aligned, transparent huge pages requested */
+		const size_t huge = 2UL << 20;
+		uint8_t *p = mmap(NULL, size + huge, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		size_t head;
+
+		VM_CHECK(p != MAP_FAILED, "mmap %zu bytes", size + huge);
+		head = (huge - ((uintptr_t)p & (huge - 1))) & (huge - 1);
+		if (head)
+			munmap(p, head);
+		munmap(p + head + size, huge - head);
+		hva = p + head;
+		madvise(hva, size, MADV_HUGEPAGE);	/* best effort */
+		flags &= ~VM_SLOT_THP;
+	} else {
+		hva = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		VM_CHECK(hva != MAP_FAILED, "mmap %zu bytes", size);
+	}
 	r = vm_set_region_try(vm, slot, flags, gpa, size, hva);
 	if (r) {
 		munmap(hva, size);

@@ -120,8 +120,11 @@ int vm_set_region_try(struct vm *vm, uint32_t slot, uint32_t flags,
 
 /*
  * Add a slot backed by fresh anonymous memory (MAP_NORESERVE, so big slots
- * cost nothing until touched).  Returns the HVA.
+ * cost nothing until touched).  Returns the HVA.  With VM_SLOT_THP in
+ * flags (not passed to KVM) the memory is 2 MiB aligned and madvised for
+ * transparent huge pages, so KVM can map it with 2 MiB pages.
  */
+#define VM_SLOT_THP		(1U << 31)
 void *vm_add_slot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t npages,
 		  uint32_t flags);
 int vm_add_slot_try(struct vm *vm, uint32_t slot, uint64_t gpa,
