@@ -11,7 +11,8 @@
  * misaligned bit patterns, tails, zero-page ranges, random strides) to VM A
  * with KVM_DIRTYBATCH_CLEAR and to VM B with KVM_CLEAR_DIRTY_LOG, and
  * checks: bitmaps of A == B == a reference model, pages_cleared == bits
- * that went 1 -> 0.  Every few rounds the vCPUs of both VMs write the same
+ * that went 1 -> 0, VM A saw a remote TLB flush request (KVM binary stats)
+ * if any bit was cleared, the ranges and bitmaps were not modified.  Every few rounds the vCPUs of both VMs write the same
  * pages (mostly clean ones, so lost write protection shows) and the
  * bitmaps and the vCPUs' page-fault counts must match again; memslots are moved / re-created / toggled the
  * same way in both.  KVM_DIRTYBATCH_DIFF_ROUNDS sets the rounds (default 40).
@@ -371,7 +372,8 @@ static void batch_round(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *s
 {
 	static const uint32_t strides[] = { 24, 24, 24, 32, 64, 256 };
 	static uint8_t rbuf0[MAX_BATCH * 256];
-	uint64_t bmsum0[MAX_BATCH];
+	uint64_t bmsum0[MAX_BATCH], fl0 = 0, fl1 = 0;
+	bool have_fl;
 	struct kvm_dirtybatch_range tmp[MAX_BATCH];
 	struct snap before, after, model;
 	struct kvm_dirtybatch_clear c;
@@ -397,7 +399,12 @@ static void batch_round(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *s
 	memcpy(rbuf0, self->rbuf, (size_t)n * stride);
 	for (i = 0; i < n; i++)
 		bmsum0[i] = bm_hash(self->bms[i], bitmap_bytes(tmp[i].num_pages));
+	have_fl = !vm_read_stat(self->v[0], false, "remote_tlb_flush_requests", &fl0);
 	r = db_clear(self->dbfd, &c);
+	if (have_fl && !vm_read_stat(self->v[0], false, "remote_tlb_flush_requests", &fl1) &&
+	    c.pages_cleared)
+		EXPECT_LE(1, fl1 - fl0) TH_LOG("round %u: %llu pages cleared, no TLB flush",
+					       round, (unsigned long long)c.pages_cleared);
 	EXPECT_EQ(0, memcmp(rbuf0, self->rbuf, (size_t)n * stride)) TH_LOG("ranges changed");
 	for (i = 0; i < n; i++)
 		EXPECT_EQ(bmsum0[i], bm_hash(self->bms[i], bitmap_bytes(tmp[i].num_pages)))
@@ -460,7 +467,7 @@ TEST_F_TIMEOUT(diff, random_batches, 300)
 	}
 	ksft_print_msg("differential: %u rounds, %llu batches, %llu ranges, %llu pages cleared, "
 		       "%llu guest runs writing %llu pages, %llu memslot changes, %llu ms\n",
-		       rounds, (unsigned long long)self->batches,
+		       round, (unsigned long long)self->batches,
 		       (unsigned long long)self->ranges, (unsigned long long)self->cleared,
 		       (unsigned long long)self->guest_runs,
 		       (unsigned long long)self->guest_pages,
