@@ -50,7 +50,7 @@ module:
 	@test -n "$(RELEASE)" || { echo "cannot tell the kernel release of $(KDIR)"; exit 1; }
 	@mkdir -p $(MDIR)/src
 	@cp -a --parents $(MODULE_SRCS) $(MDIR)/src/
-	$(MAKE) -C $(KDIR) M=$(MDIR)/src $(KBUILD_ARGS) modules
+	$(MAKE) -C $(KDIR) M=$(MDIR)/src O= $(KBUILD_ARGS) modules
 	@cp $(MDIR)/src/module/kvm_dirtybatch.ko $(MDIR)/
 	@echo "  MODULE  $(MDIR)/kvm_dirtybatch.ko"
 
