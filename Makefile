@@ -5,6 +5,8 @@
 #   make              userspace library, tools, tests; the module for KDIR
 #   make check        install dependencies, build everything, run the host
 #                     tests and the kselftests in a 6.1 and a 6.12 guest
+#   make bench        the migration-sync benchmark (BENCH_ARGS=--help)
+#   make fuzz         the long fuzzing run of the batch ioctl, both kernels
 #   make module       the module for one kernel: KDIR=/path/to/headers
 #   make modules-all  the module for every installed Debian kernel
 #   make deps         install build/test dependencies (apt, idempotent)
@@ -22,13 +24,13 @@ MODULE_SRCS := Kbuild $(wildcard module/*.c module/*.h module/Kbuild) \
 # W=1 for every module build; no BTF (headers packages ship no vmlinux).
 KBUILD_ARGS := W=1 CONFIG_DEBUG_INFO_BTF_MODULES=
 
-.PHONY: all deps userspace selftests module modules-all check clean install \
-	uninstall help
+.PHONY: all deps userspace selftests module modules-all check bench fuzz \
+	clean install uninstall help
 
 all: userspace selftests
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@scripts/deps.sh
@@ -63,6 +65,14 @@ modules-all:
 check:
 	@scripts/deps.sh
 	@scripts/check.sh
+
+bench:
+	@scripts/deps.sh
+	@scripts/bench.sh $(BENCH_ARGS)
+
+fuzz:
+	@scripts/deps.sh
+	@scripts/fuzz.sh $(FUZZ_ARGS)
 
 install uninstall:
 	$(MAKE) -C userspace O=$(O) $@

@@ -96,6 +96,8 @@ fi
 
 progress "host tests (this machine's /dev/kvm)"
 fold "host/" < <(scripts/run-tests.sh "$O/tests/host")
+# Tests of the project's tooling (guest runner fallback, packaging).
+fold "host/" < <(O="$O" scripts/run-tests.sh scripts/host-tests 900)
 
 for series in $CHECK_KERNELS; do
 	rel=$(newest_release "$series")
