@@ -22,11 +22,21 @@ need_root() {
 	fi
 }
 
+# Run apt-get quietly; show its output only when it fails.
+apt_quiet() {
+	local out rc
+	out=$(apt-get "$@" 2>&1) && return 0
+	rc=$?
+	printf '%s\n' "$out" >&2
+	log "apt-get $* failed ($rc)"
+	return "$rc"
+}
+
 apt_updated=
 apt_update() {
 	[ -n "$apt_updated" ] && return 0
 	log "apt-get update"
-	apt-get update -qq >/dev/null
+	apt_quiet update -qq
 	apt_updated=1
 }
 
@@ -48,7 +58,7 @@ apt_install() {
 	apt_update
 	log "installing:" $miss
 	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $miss >/dev/null
+	apt_quiet install -y -qq --no-install-recommends $miss
 }
 
 BASE_PKGS="gcc make libc6-dev pkg-config bc flex bison python3 \
@@ -117,7 +127,7 @@ SRC
 		log "virtme-ng would pull from trixie: $others; not installing (qemu fallback)"
 	else
 		log "installing: virtme-ng (trixie, pinned)"
-		apt-get install -y -qq --no-install-recommends virtme-ng >/dev/null ||
+		apt_quiet install -y -qq --no-install-recommends virtme-ng ||
 			log "virtme-ng install failed; guest runs use the plain qemu fallback"
 	fi
 fi
