@@ -30,8 +30,17 @@ int dirtybatch_resolve_symbols(void);
 void dirtybatch_release_symbols(void);
 
 /**
- * struct dirtybatch_counters - module-wide statistics, see
- *	struct kvm_dirtybatch_stats for the meaning of each field
+ * struct dirtybatch_counters - module-wide statistics, reported through
+ *	KVM_DIRTYBATCH_GET_STATS and debugfs
+ * @calls: successful KVM_DIRTYBATCH_CLEAR calls
+ * @failed_calls: KVM_DIRTYBATCH_CLEAR calls that returned an error
+ * @ranges: ranges applied
+ * @pages_cleared: dirty bits cleared
+ * @mmu_lock_holds: times the MMU lock was taken for clearing
+ * @lock_breaks: times the MMU lock was dropped mid-batch
+ * @tlb_flushes: remote TLB flushes issued
+ * @max_hold_ns: longest single MMU-lock hold, in nanoseconds
+ * @live_allocs: module allocations not yet freed
  */
 struct dirtybatch_counters {
 	atomic64_t calls;

@@ -92,6 +92,8 @@ checkpatch=$(ls -d /usr/src/linux-source-6.12/scripts/checkpatch.pl 2>/dev/null)
 if [ -n "$checkpatch" ]; then
 	step "style: checkpatch.pl --strict clean (module, UAPI header)" \
 		sh -c "! $checkpatch --strict --no-tree -f module/*.c module/*.h include/uapi/linux/*.h | grep -E -A3 '^(WARNING|ERROR|CHECK)'"
+	step "style: kernel-doc comments complete (module, UAPI header)" \
+		sh -c "! ${checkpatch%checkpatch.pl}kernel-doc -none -Wall module/*.c module/*.h include/uapi/linux/*.h 2>&1 | grep ."
 fi
 
 progress "host tests (this machine's /dev/kvm)"

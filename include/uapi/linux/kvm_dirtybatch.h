@@ -49,6 +49,7 @@
  *	larger strides are accepted if the extra bytes are zero
  * @max_bitmap_bytes: largest total bitmap size of one call
  * @lock_break_words: bitmap words processed per MMU-lock hold at most
+ * @reserved0: zero
  * @reserved: zero
  */
 struct kvm_dirtybatch_info {
