@@ -25,7 +25,7 @@ MODULE_SRCS := Kbuild $(wildcard module/*.c module/*.h module/Kbuild) \
 KBUILD_ARGS := W=1 CONFIG_DEBUG_INFO_BTF_MODULES=
 
 .PHONY: all deps userspace selftests module modules-all check bench fuzz \
-	clean install uninstall help
+	clean install uninstall help dkms-check dkms-install dkms-remove
 
 all: userspace selftests
 
@@ -74,8 +74,80 @@ fuzz:
 	@scripts/deps.sh
 	@scripts/fuzz.sh $(FUZZ_ARGS)
 
-install uninstall:
-	$(MAKE) -C userspace O=$(O) $@
+# ---------------------------------------------------------------- install
+# make install [PREFIX=/usr/local] [DESTDIR=]: libdirtybatch (libraries,
+# dirtybatch.h, dirtybatch.pc, man pages: userspace/Makefile, which also
+# takes LIBDIR, MANDIR, PKGCONFIGDIR), the UAPI header, the udev rule and a
+# modules-load.d example.  udev reads no rules under /usr/local, so the rule
+# goes to /etc/udev/rules.d unless PREFIX=/usr (a distribution package:
+# udev's own directory).  The modules-load.d file is only an example (under
+# DOCDIR): loading the module at boot is the operator's choice, and only
+# works once the module is installed (make dkms-install).  make uninstall
+# removes exactly what make install wrote.
+PREFIX ?= /usr/local
+INCLUDEDIR ?= $(PREFIX)/include
+DOCDIR ?= $(PREFIX)/share/doc/kvm-dirtybatch
+UDEVRULESDIR ?= $(if $(filter /usr,$(PREFIX)),$(or $(shell pkg-config \
+	--variable=udevdir udev 2>/dev/null),/lib/udev)/rules.d,/etc/udev/rules.d)
+UDEV_RULE := 60-kvm-dirtybatch.rules
+MODLOAD_EXAMPLE := $(DOCDIR)/examples/modules-load.d/kvm_dirtybatch.conf
+
+install:
+	$(MAKE) -C userspace O=$(O) PREFIX=$(PREFIX) INCLUDEDIR=$(INCLUDEDIR) install
+	install -d $(DESTDIR)$(INCLUDEDIR)/linux $(DESTDIR)$(UDEVRULESDIR) \
+		$(dir $(DESTDIR)$(MODLOAD_EXAMPLE))
+	install -m 0644 include/uapi/linux/kvm_dirtybatch.h \
+		$(DESTDIR)$(INCLUDEDIR)/linux/kvm_dirtybatch.h
+	install -m 0644 module/$(UDEV_RULE) $(DESTDIR)$(UDEVRULESDIR)/$(UDEV_RULE)
+	install -m 0644 module/modules-load.d/kvm_dirtybatch.conf \
+		$(DESTDIR)$(MODLOAD_EXAMPLE)
+
+uninstall:
+	$(MAKE) -C userspace O=$(O) PREFIX=$(PREFIX) INCLUDEDIR=$(INCLUDEDIR) uninstall
+	rm -f $(DESTDIR)$(INCLUDEDIR)/linux/kvm_dirtybatch.h \
+		$(DESTDIR)$(UDEVRULESDIR)/$(UDEV_RULE) $(DESTDIR)$(MODLOAD_EXAMPLE)
+	rmdir $(DESTDIR)$(DOCDIR)/examples/modules-load.d \
+		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# ---------------------------------------------------------------- DKMS
+# sudo make dkms-install [DKMS_KERNELS="<release>..."]: copy the module's
+# sources and dkms.conf to /usr/src/kvm-dirtybatch-<version>, then
+# dkms add, build and install for each kernel (default: the running one).
+# Any kvm-dirtybatch already registered with DKMS is removed first, so the
+# installed module is this tree's.  DKMS rebuilds it for new kernels.
+# sudo make dkms-remove: dkms remove every version, delete the sources.
+# The version comes from dkms.conf, the one place it is written.
+VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\([^"]*\)"$$/\1/p' $(CURDIR)/dkms.conf)
+DKMS_SRCDIR = /usr/src/kvm-dirtybatch-$(VERSION)
+DKMS_KERNELS ?= $(shell uname -r)
+# The versions of kvm-dirtybatch DKMS knows about.
+dkms_versions = dkms status kvm-dirtybatch | sed -n 's|^kvm-dirtybatch/\([^,:]*\).*|\1|p' | sort -u
+
+dkms-check:
+	@command -v dkms >/dev/null || { echo "dkms is not installed: apt-get install dkms"; exit 1; }
+	@test -n "$(VERSION)" || { echo "no PACKAGE_VERSION in dkms.conf"; exit 1; }
+	@if dpkg -S $(DKMS_SRCDIR) >/dev/null 2>&1; then \
+		echo "$(DKMS_SRCDIR) belongs to a package (kvm-dirtybatch-dkms): use apt"; exit 1; fi
+
+dkms-install: dkms-remove
+	@for f in $(MODULE_SRCS) dkms.conf; do \
+		install -D -m 0644 $$f $(DKMS_SRCDIR)/$$f || exit 1; done
+	dkms add -m kvm-dirtybatch -v $(VERSION)
+	@set -e; for k in $(DKMS_KERNELS); do \
+		echo "dkms build -m kvm-dirtybatch -v $(VERSION) -k $$k"; \
+		dkms build -m kvm-dirtybatch -v $(VERSION) -k $$k; \
+		echo "dkms install -m kvm-dirtybatch -v $(VERSION) -k $$k"; \
+		dkms install -m kvm-dirtybatch -v $(VERSION) -k $$k; \
+	done
+	dkms status kvm-dirtybatch
+
+dkms-remove: dkms-check
+	@set -e; for v in $$($(dkms_versions)); do \
+		echo "dkms remove kvm-dirtybatch/$$v --all"; \
+		dkms remove kvm-dirtybatch/$$v --all; \
+		rm -rf /usr/src/kvm-dirtybatch-$$v; \
+	done
+	rm -rf $(DKMS_SRCDIR)
 
 clean:
 	rm -rf $(O)
