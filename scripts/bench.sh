@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The body of `make bench` (after `make deps`): the migration-sync
+# benchmark (userspace/bench/migration_bench.c) in a guest with the module
+# loaded, or on this machine's /dev/kvm without it (--host-only), plus the
+# library's translation microbenchmark on the host.  Writes
+# $O/bench/summary.csv and summary.svg and says where they are.
+#
+# Exit status: 0, also when a target is missed; 1 if a dirty page was lost
+# or a run could not be done; 2 on a usage error.
+#
+# Environment: O (build dir, default ./build).
+set -u
+cd "$(dirname "$0")/.."
+top=$PWD
+O=${O:-$top/build}
+out=$O/bench
+logdir=$O/logs
+bin=$out/dirtybatch_migration_bench
+start=$(date +%s)
+
+usage() {
+	cat <<'EOF'
+usage: make bench [BENCH_ARGS="OPTIONS"]     (or scripts/bench.sh OPTIONS)
+
+Boots a guest kernel under QEMU (TCG, nested kvm-amd), loads the freshly
+built kvm_dirtybatch.ko and runs the migration-sync benchmark in it: a VM's
+vCPUs dirty memory while the host gets the dirty log of every memslot and
+clears it, round after round, with each strategy in turn on the same VM:
+  per-page  one KVM_CLEAR_DIRTY_LOG per dirty page (QEMU before e8a6d158dbfa)
+  merged    one KVM_CLEAR_DIRTY_LOG per clear request (QEMU after it)
+  batched   libdirtybatch + the module: one KVM_DIRTYBATCH_CLEAR per round
+  floor     one KVM_CLEAR_DIRTY_LOG per memslot with the same bits
+Then runs the library microbenchmark on the host.
+
+  --kernel K       guest kernel: 6.12 (default), 6.1, or a full release
+  --both-kernels   the 6.12 and the 6.1 guest, one after the other
+  --host-only      no guest, no module: per-page, merged, floor and
+                   libdirtybatch's fallback on this machine's /dev/kvm
+  --no-microbench  skip the library microbenchmark
+  --timeout S      guest timeout in seconds (default 600)
+  -h, --help       this text
+
+Options for the benchmark itself (defaults in brackets):
+  --vcpus N [2]  --mem MIB [512]  --ram-slots N [3]  --slots N [24]
+  --runs N [256]  --dirty PAGES [512]  --rounds N [20]  --warmup N [1]
+  --seed N [1]  --budget SECONDS [170 unless --rounds is given]
+  (--host-only: --rounds 200 unless given)
+  --strategies LIST (see build/bench/dirtybatch_migration_bench --help)
+
+Results: a table per run, build/bench/summary.csv (+ summary.svg), the full
+output in build/bench/run-<kernel>.txt, guest logs in build/logs/.
+Exit: 0 (also when a target is missed), 1 if a dirty page was lost or a
+run failed, 2 on a usage error.
+EOF
+}
+
+progress() { echo "bench: [$(($(date +%s) - start))s] $*"; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+kernels=() host_only=0 micro=1 timeout=600 vcpus=2 rounds_given=0 budget_given=0
+pass=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	-h | --help) usage; exit 0 ;;
+	--kernel) [ $# -ge 2 ] || { usage >&2; exit 2; }; kernels+=("$2"); shift 2 ;;
+	--kernel=*) kernels+=("${1#*=}"); shift ;;
+	--both-kernels) kernels=(6.12 6.1); shift ;;
+	--host-only) host_only=1; shift ;;
+	--no-microbench) micro=0; shift ;;
+	--timeout) timeout=${2-}; shift 2 || { usage >&2; exit 2; } ;;
+	--timeout=*) timeout=${1#*=}; shift ;;
+	--vcpus | --mem | --ram-slots | --slots | --runs | --dirty | --rounds | \
+	--warmup | --seed | --budget | --strategies)
+		[ $# -ge 2 ] || { echo "bench: $1 needs a value" >&2; exit 2; }
+		case $1 in
+		--vcpus) vcpus=$2 ;;
+		--rounds) rounds_given=1 ;;
+		--budget) budget_given=1 ;;
+		esac
+		pass+=("$1" "$2")
+		shift 2
+		;;
+	--vcpus=* | --mem=* | --ram-slots=* | --slots=* | --runs=* | --dirty=* | \
+	--rounds=* | --warmup=* | --seed=* | --budget=* | --strategies=*)
+		case $1 in
+		--vcpus=*) vcpus=${1#*=} ;;
+		--rounds=*) rounds_given=1 ;;
+		--budget=*) budget_given=1 ;;
+		esac
+		pass+=("$1")
+		shift
+		;;
+	*) echo "bench: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+	esac
+done
+[ ${#kernels[@]} -gt 0 ] || kernels=(6.12)
+[[ $vcpus =~ ^[1-9][0-9]*$ ]] || { echo "bench: bad --vcpus '$vcpus'" >&2; exit 2; }
+[[ $timeout =~ ^[1-9][0-9]*$ ]] || { echo "bench: bad --timeout '$timeout'" >&2; exit 2; }
+# Keep a default run under 5 minutes on a busy machine: the benchmark stops
+# starting new rounds after this many seconds of measuring.
+# On the host a round takes milliseconds: take more of them.
+if [ "$rounds_given" = 0 ] && [ "$host_only" = 1 ]; then
+	pass+=(--rounds 200)
+elif [ "$rounds_given" = 0 ] && [ "$budget_given" = 0 ]; then
+	pass+=(--budget 170)
+fi
+
+newest_release() { # series -> newest installed release with headers
+	local k r best=
+	case $1 in *-amd64) [ -d "/usr/src/linux-headers-$1" ] && echo "$1"; return ;; esac
+	for k in /boot/vmlinuz-"$1".*; do
+		r=${k#/boot/vmlinuz-}
+		case $r in "$1".*-amd64) ;; *) continue ;; esac
+		[ -d "/usr/src/linux-headers-$r" ] || continue
+		best=$(printf '%s\n%s\n' "$best" "$r" | sed '/^$/d' | sort -V | tail -n1)
+	done
+	echo "$best"
+}
+
+mkdir -p "$out" "$logdir" || exit 1
+progress "building libdirtybatch and the benchmarks"
+make -s userspace O="$O" >"$logdir/bench-build.log" 2>&1 ||
+	{ tail -n 30 "$logdir/bench-build.log"; die "build failed (log: $logdir/bench-build.log)"; }
+
+rels=()
+if [ "$host_only" = 0 ]; then
+	for k in "${kernels[@]}"; do
+		rel=$(newest_release "$k")
+		[ -n "$rel" ] || die "no installed kernel $k with headers (run make deps)"
+		progress "building kvm_dirtybatch.ko for $rel"
+		make -s module KDIR="/usr/src/linux-headers-$rel" RELEASE="$rel" O="$O" \
+			>"$logdir/bench-module-$rel.log" 2>&1 ||
+			{ tail -n 30 "$logdir/bench-module-$rel.log"; die "module build failed for $rel"; }
+		rels+=("$rel")
+	done
+fi
+
+if [ "$micro" = 1 ]; then
+	progress "library translation microbenchmark (host, userspace/bench/microbench.c)"
+	DIRTYBATCH_BENCH_MS=${DIRTYBATCH_BENCH_MS:-100} "$out/dirtybatch_microbench" \
+		>"$out/microbench.txt" 2>&1
+	sed 's/^/  /' "$out/microbench.txt"
+fi
+
+failed=0 lost=0 runs=()
+# Show the benchmark's output as it comes, without its csv: lines.
+show() { grep --line-buffered -v '^csv: ' | sed -u 's/^/  /'; }
+
+check_run() { # name rc file
+	local name=$1 rc=$2 file=$3
+	case $rc in
+	0) ;;
+	3) lost=1; echo "bench: $name: DIRTY PAGES WERE LOST" ;;
+	*) failed=1; echo "bench: $name: run failed (exit $rc)" ;;
+	esac
+	grep -q '^csv: ' "$file" && runs+=("$file")
+}
+
+if [ "$host_only" = 1 ]; then
+	progress "host-only: per-page, merged, floor and libdirtybatch's fallback on this machine's /dev/kvm ($(uname -r))"
+	file=$out/run-host-$(uname -r).txt
+	"$bin" --host --label "host $(uname -r)" "${pass[@]}" >"$file" 2>&1 &
+	pid=$!
+	tail --pid=$pid -n +1 -f "$file" | show
+	wait $pid
+	check_run "host" $? "$file"
+fi
+
+for rel in "${rels[@]}"; do
+	ko=$O/module/$rel/kvm_dirtybatch.ko
+	file=$out/run-$rel.txt
+	progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), loading kvm-amd and kvm_dirtybatch, running the benchmark"
+	selftests/vm-run --kernel "$rel" --module "$ko" --cpus $((vcpus + 1)) \
+		--timeout "$timeout" --log "$logdir/bench-guest-$rel.log" -- \
+		"$bin" --label "$rel" "${pass[@]}" >"$file" 2>&1 &
+	pid=$!
+	tail --pid=$pid -n +1 -f "$file" | show
+	wait $pid
+	rc=$?
+	check_run "guest $rel" "$rc" "$file"
+	[ "$rc" = 0 ] || [ "$rc" = 3 ] || grep 'vm-run:' "$file" | sed 's/^/  /'
+done
+
+if [ ${#runs[@]} -gt 0 ]; then
+	csv=$out/summary.csv
+	{
+		echo "strategy,kernel,vcpus,rounds,pages_per_round,median_us,p99_us,ioctls_per_round,mmu_lock_holds_per_round,tlb_flushes_per_round,guest_pages_per_s,lost_pages"
+		cat "${runs[@]}" | sed -n 's/^csv: //p'
+	} >"$csv"
+	"$bin" --svg "$csv" "$out/summary.svg" || failed=1
+	# a lost page counts even if the run's own status was lost on the way
+	awk -F, 'NR > 1 && $12 > 0 { bad = 1 } END { exit bad }' "$csv" || lost=1
+	echo
+	echo "bench: results"
+	for f in "${runs[@]}"; do
+		sed -n '/^Results (/,/^csv: /p' "$f" | grep -v '^csv: ' | sed 's/^/  /'
+		echo
+	done
+	echo "bench: table:  $csv"
+	echo "bench: chart:  $out/summary.svg"
+	echo "bench: output: ${runs[*]}"
+	[ "$micro" = 1 ] && echo "bench: microbenchmark: $out/microbench.txt"
+fi
+progress "done"
+if [ "$lost" = 1 ]; then
+	echo "bench: FAIL: dirty pages were lost"
+	exit 1
+fi
+[ "$failed" = 0 ] || exit 1
+exit 0
