@@ -179,6 +179,7 @@ def run_mode(args, mode, img, work):
         if name == "src":
             if mode == "debian":
                 ev = ["migration_bitmap_sync_start", "migration_bitmap_sync_end"]
+                c += ["-msg", "timestamp=on"]   # log lines get pid@sec.usec
             else:
                 ev = ["migration_bitmap_sync_stats", "kvm_dirtybatch_init",
                       "kvm_dirtybatch_submit"]
@@ -384,6 +385,22 @@ def main():
         if not r.get("pass"):
             failed = True
         print("RESULT " + " ".join(f"{k}={v}" for k, v in r.items()), flush=True)
+    ran = [r for r in results if not r.get("skip") and "error" not in r]
+    if ran:
+        print("# one migration per mode; sync = migration_bitmap_sync incl. "
+              "KVM_GET_DIRTY_LOG, mean/max over all syncs but the setup one")
+        print(f"# {'mode':9} {'clearing':9} {'sync ms':>15} {'clear ioctls':>13} "
+              f"{'total ms':>9} {'downtime':>9} {'syncs':>5} {'memory':>7}")
+        print(f"# {'':9} {'':9} {'mean / max':>15} {'per sync':>13} "
+              f"{'':>9} {'ms':>9} {'':>5} {'':>7}")
+        for r in ran:
+            ci = r.get("clears_in_sync")
+            sm = (f"{r['sync_ms_mean']:.2f} / {r['sync_ms_max']:.2f}"
+                  if "sync_ms_mean" in r else "-")
+            print(f"# {r['mode']:9} {r.get('lib_mode', '-'):9} {sm:>15} "
+                  f"{'-' if ci is None else ci:>13} {r.get('total_ms'):>9} "
+                  f"{r.get('downtime_ms'):>9} {r.get('syncs'):>5} "
+                  f"{'same' if r.get('memory_match') else 'DIFFERS':>7}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
