@@ -25,7 +25,8 @@ MODULE_SRCS := Kbuild $(wildcard module/*.c module/*.h module/Kbuild) \
 KBUILD_ARGS := W=1 CONFIG_DEBUG_INFO_BTF_MODULES=
 
 .PHONY: all deps userspace selftests module modules-all check bench fuzz \
-	clean install uninstall help dkms-check dkms-install dkms-remove
+	clean install uninstall help dkms-check dkms-source dkms-install \
+	dkms-remove
 
 all: userspace selftests
 
@@ -129,9 +130,16 @@ dkms-check:
 	@if dpkg -S $(DKMS_SRCDIR) >/dev/null 2>&1; then \
 		echo "$(DKMS_SRCDIR) belongs to a package (kvm-dirtybatch-dkms): use apt"; exit 1; fi
 
-dkms-install: dkms-remove
+# The sources DKMS builds from, alone (make dkms-source DESTDIR=... stages
+# them for a package: debian/rules).
+dkms-source:
+	@test -n "$(VERSION)" || { echo "no PACKAGE_VERSION in dkms.conf"; exit 1; }
+	rm -rf $(DESTDIR)$(DKMS_SRCDIR)
 	@for f in $(MODULE_SRCS) dkms.conf; do \
-		install -D -m 0644 $$f $(DKMS_SRCDIR)/$$f || exit 1; done
+		install -D -m 0644 $$f $(DESTDIR)$(DKMS_SRCDIR)/$$f || exit 1; done
+
+dkms-install: dkms-remove
+	$(MAKE) --no-print-directory dkms-source DESTDIR=
 	dkms add -m kvm-dirtybatch -v $(VERSION)
 	@set -e; for k in $(DKMS_KERNELS); do \
 		echo "dkms build -m kvm-dirtybatch -v $(VERSION) -k $$k"; \
