@@ -8,6 +8,8 @@
 #   - userspace/examples/*.c and a UAPI user build against the install through
 #     pkg-config (PKG_CONFIG_SYSROOT_DIR), shared and static, and run;
 #   - `make uninstall` leaves only directories;
+#   - debian/ builds (dpkg-buildpackage -b, in a copy of the tree) packages
+#     holding the right files, at dkms.conf's version;
 #   - the work tree is unchanged (git status), everything built in /tmp.
 # Needs no root.  TAP; exit 0 pass, 1 fail.
 set -u
@@ -176,9 +178,66 @@ one_prefix() { # prefix (empty: the Makefile's default) expected-prefix expected
 	fi
 }
 
+# debian/: dpkg-buildpackage -b in a copy of the tree (it writes next to
+# the tree and into debian/), then what each package holds.
+debian_packages() {
+	local src=$tmp/deb/kvm-dirtybatch v dv f bad='' d ma sv arch
+	v=$(sed -n 's/^PACKAGE_VERSION="\([^"]*\)"$/\1/p' dkms.conf)
+	dv=$(dpkg-parsechangelog -l debian/changelog -S Version 2>/dev/null)
+	if [ "${dv%%-*}" = "$v" ]; then
+		ok "debian/changelog's version $dv is dkms.conf's $v"
+	else
+		not_ok "debian/changelog's version '$dv' is dkms.conf's '$v'"
+	fi
+	if ! command -v dpkg-buildpackage >/dev/null || ! command -v dh_dkms >/dev/null ||
+		! dpkg-checkbuilddeps debian/control >/dev/null 2>&1; then
+		ok "Debian packages build # SKIP no dpkg-dev, debhelper or dh-dkms (make deps)"
+		return
+	fi
+	mkdir -p "$src"
+	git -c safe.directory="$top" ls-files -z --cached --others --exclude-standard |
+		while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+		tar --null -T - -cf - | tar -C "$src" -xf -
+	if ! run "$tmp/deb.log" sh -c "cd '$src' && dpkg-buildpackage -us -uc -b"; then
+		not_ok "dpkg-buildpackage -us -uc -b builds the Debian packages"
+		return
+	fi
+	ok "dpkg-buildpackage -us -uc -b builds the Debian packages"
+	arch=$(dpkg --print-architecture)
+	for d in kvm-dirtybatch-dkms_"$v"_all libdirtybatch1_"$v"_"$arch" libdirtybatch-dev_"$v"_"$arch"; do
+		dpkg-deb -c "$tmp/deb/$d.deb" 2>/dev/null | awk '{print $6}' | sed 's|^\./|/|' \
+			>"$tmp/$d.list" || bad+=" $d.deb"
+	done
+	ma=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
+	sv=/usr/src/kvm-dirtybatch-$v
+	for f in "$sv/dkms.conf" "$sv/Kbuild" "$sv/module/Kbuild" "$sv/module/device.c" \
+		"$sv/include/uapi/linux/kvm_dirtybatch.h" /lib/udev/rules.d/60-kvm-dirtybatch.rules \
+		/usr/share/doc/kvm-dirtybatch-dkms/examples/modules-load.d/kvm_dirtybatch.conf; do
+		grep -qxF "$f" "$tmp/kvm-dirtybatch-dkms_${v}_all.list" || bad+=" dkms:$f"
+	done
+	for f in "$ma/libdirtybatch.so.1" "$ma/libdirtybatch.so.$(lib_version "$src/debian/tmp$ma/pkgconfig")"; do
+		grep -qxF "$f" "$tmp/libdirtybatch1_${v}_${arch}.list" || bad+=" lib:$f"
+	done
+	for f in /usr/include/dirtybatch.h /usr/include/linux/kvm_dirtybatch.h "$ma/libdirtybatch.so" \
+		"$ma/libdirtybatch.a" "$ma/pkgconfig/dirtybatch.pc" /usr/share/man/man3/libdirtybatch.3.gz; do
+		grep -qxF "$f" "$tmp/libdirtybatch-dev_${v}_${arch}.list" || bad+=" dev:$f"
+	done
+	grep -q '^/usr/src' "$tmp/libdirtybatch1_${v}_${arch}.list" "$tmp/libdirtybatch-dev_${v}_${arch}.list" &&
+		bad+=" dkms-sources-in-a-library-package"
+	dpkg-deb -f "$tmp/deb/kvm-dirtybatch-dkms_${v}_all.deb" Depends | grep -q dkms || bad+=" dkms:Depends"
+	if [ -z "$bad" ]; then
+		ok "kvm-dirtybatch-dkms (sources, dkms.conf, udev rule), libdirtybatch1, libdirtybatch-dev hold their files"
+	else
+		not_ok "the Debian packages hold their files:$bad"
+	fi
+}
+
 udevdir=$(pkg-config --variable=udevdir udev 2>/dev/null)
 one_prefix /usr /usr "${udevdir:-/lib/udev}/rules.d"
 one_prefix "" /usr/local /etc/udev/rules.d
+if [ -d debian ]; then
+	debian_packages
+fi
 
 if [ "$in_git" = 0 ]; then
 	ok "work tree unchanged # SKIP not a git checkout"
