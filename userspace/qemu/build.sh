@@ -4,6 +4,11 @@
 # libdirtybatch.
 #
 #   userspace/qemu/build.sh [--no-deps] [--no-lib] [--force-configure]
+#                           [--without-dirtybatch]
+#
+# --without-dirtybatch builds the same patched tree without libdirtybatch
+# (CONFIG_DIRTYBATCH unset) into build/qemu-nolib, to check that the
+# series then compiles to upstream's behaviour.
 #
 # Idempotent and incremental: every step is skipped when its output is up
 # to date; a changed patch rewrites only the files whose patched content
@@ -33,13 +38,14 @@ JOBS=${JOBS:-$(nproc)}
 PATCHES=$HERE/patches
 SERIES=$PATCHES/series
 
-DEPS=1 LIB=1 FORCE_CONF=0
+DEPS=1 LIB=1 FORCE_CONF=0 WITH_DB=1
 for a in "$@"; do
 	case $a in
 	--no-deps) DEPS=0 ;;
 	--no-lib) LIB=0 ;;
 	--force-configure) FORCE_CONF=1 ;;
-	-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+	--without-dirtybatch) WITH_DB=0 LIB=0; OUT=$B/qemu-nolib ;;
+	-h|--help) sed -n '2,26p' "$0"; exit 0 ;;
 	*) echo "build.sh: unknown option $a" >&2; exit 2 ;;
 	esac
 done
@@ -158,7 +164,12 @@ if [ "$LIB" = 1 ]; then
 	make -s -C "$TOP/userspace" O="$B" lib >/dev/null
 	make -s -C "$TOP/userspace" O="$B" install PREFIX="$DBPREFIX" DESTDIR= >/dev/null
 fi
-export PKG_CONFIG_PATH="$DBPREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+if [ "$WITH_DB" = 1 ]; then
+	export PKG_CONFIG_PATH="$DBPREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+elif pkg-config --exists dirtybatch 2>/dev/null; then
+	echo "build.sh: --without-dirtybatch, but pkg-config finds dirtybatch" >&2
+	exit 1
+fi
 
 # ---------------------------------------------------------------- configure
 CONF=(
@@ -171,8 +182,8 @@ CONF=(
 	--disable-docs --disable-tools --disable-user --disable-guest-agent
 	--audio-drv-list=
 	--disable-debug-info --disable-werror
-	--extra-ldflags="-Wl,-rpath,$DBPREFIX/lib"
 )
+[ "$WITH_DB" = 1 ] && CONF+=(--extra-ldflags="-Wl,-rpath,$DBPREFIX/lib")
 confhash=$( { printf '%s\n' "${CONF[@]}"; cat "$HERE/devices.mak"; } | sha1sum | cut -c1-12)
 if ! cmp -s "$HERE/devices.mak" "$SRC/configs/devices/x86_64-softmmu/dirtybatch.mak"; then
 	cp "$HERE/devices.mak" "$SRC/configs/devices/x86_64-softmmu/dirtybatch.mak"

@@ -235,6 +235,12 @@ def run_mode(args, mode, img, work):
             time.sleep(0.2)
         if st != "completed":
             raise RuntimeError(f"migration {st}: {info.get('error-desc', '')}")
+        # 7.2 sets "completed" a moment before it fills in total-time and
+        # downtime: ask again until they are there.
+        t1 = time.time()
+        while not info.get("total-time") and time.time() - t1 < 10:
+            time.sleep(0.1)
+            info = qsrc.cmd("query-migrate")
         # wait for the destination to have loaded everything
         t1 = time.time()
         while qdst.cmd("query-migrate").get("status") not in ("completed", None):
@@ -317,9 +323,12 @@ def run_mode(args, mode, img, work):
         res["lib_mode"] = mode_line or ("n/a" if mode == "debian" else "off")
         res["submits"] = submits
         rounds = syncs[1:] if len(syncs) > 1 else syncs
+        res["_sync_us"] = [s[1] for s in rounds]
+        res["_clears"] = [s[2] for s in rounds if s[2] >= 0]
         if rounds:
             us = [s[1] for s in rounds]
             res["sync_ms_mean"] = round(statistics.mean(us) / 1000, 3)
+            res["sync_ms_median"] = round(statistics.median(us) / 1000, 3)
             res["sync_ms_max"] = round(max(us) / 1000, 3)
             if rounds[0][2] >= 0:
                 res["clears_in_sync"] = round(statistics.mean(s[2] for s in rounds), 1)
@@ -360,6 +369,9 @@ def main():
     ap.add_argument("--auto-converge", action="store_true", default=True)
     ap.add_argument("--no-auto-converge", dest="auto_converge",
                     action="store_false")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="migrations per mode, interleaved (off fallback "
+                    "module off fallback module ...); the summary pools them")
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     ap.add_argument("--json", help="write the results here")
@@ -373,7 +385,7 @@ def main():
     img = build_payload(work)
     results = []
     failed = False
-    for mode in modes:
+    for mode in modes * args.repeat:
         log(f"{mode}: migrating ({args.qemu if mode != 'debian' else args.debian_qemu})")
         try:
             r = run_mode(args, mode, img, work)
@@ -384,23 +396,33 @@ def main():
             continue
         if not r.get("pass"):
             failed = True
-        print("RESULT " + " ".join(f"{k}={v}" for k, v in r.items()), flush=True)
+        print("RESULT " + " ".join(f"{k}={v}" for k, v in r.items()
+                                   if not k.startswith("_")), flush=True)
     ran = [r for r in results if not r.get("skip") and "error" not in r]
     if ran:
-        print("# one migration per mode; sync = migration_bitmap_sync incl. "
-              "KVM_GET_DIRTY_LOG, mean/max over all syncs but the setup one")
-        print(f"# {'mode':9} {'clearing':9} {'sync ms':>15} {'clear ioctls':>13} "
+        print(f"# summary: {args.repeat} migration(s) per mode, pooled; sync = "
+              "migration_bitmap_sync incl. KVM_GET_DIRTY_LOG, all syncs but "
+              "each migration's setup sync")
+        print(f"# {'mode':9} {'clearing':9} {'sync ms':>24} {'clear ioctls':>13} "
               f"{'total ms':>9} {'downtime':>9} {'syncs':>5} {'memory':>7}")
-        print(f"# {'':9} {'':9} {'mean / max':>15} {'per sync':>13} "
-              f"{'':>9} {'ms':>9} {'':>5} {'':>7}")
-        for r in ran:
-            ci = r.get("clears_in_sync")
-            sm = (f"{r['sync_ms_mean']:.2f} / {r['sync_ms_max']:.2f}"
-                  if "sync_ms_mean" in r else "-")
-            print(f"# {r['mode']:9} {r.get('lib_mode', '-'):9} {sm:>15} "
-                  f"{'-' if ci is None else ci:>13} {r.get('total_ms'):>9} "
-                  f"{r.get('downtime_ms'):>9} {r.get('syncs'):>5} "
-                  f"{'same' if r.get('memory_match') else 'DIFFERS':>7}")
+        print(f"# {'':9} {'':9} {'median / mean / max':>24} {'per sync':>13} "
+              f"{'mean':>9} {'ms, mean':>9} {'':>5} {'':>7}")
+        for mode in modes:
+            rs = [r for r in ran if r["mode"] == mode]
+            if not rs:
+                continue
+            us = [u for r in rs for u in r["_sync_us"]]
+            cl = [c for r in rs for c in r["_clears"]]
+            sm = (f"{statistics.median(us) / 1000:.1f} / "
+                  f"{statistics.mean(us) / 1000:.1f} / {max(us) / 1000:.1f}"
+                  if us else "-")
+            ci = f"{statistics.mean(cl):.1f}" if cl else "-"
+            tot = statistics.mean(r.get("total_ms") or 0 for r in rs)
+            dt = statistics.mean(r.get("downtime_ms") or 0 for r in rs)
+            ns = sum(r.get("syncs") or 0 for r in rs)
+            mem = "same" if all(r.get("memory_match") for r in rs) else "DIFFERS"
+            print(f"# {mode:9} {rs[0].get('lib_mode', '-'):9} {sm:>24} {ci:>13} "
+                  f"{tot:>9.0f} {dt:>9.0f} {ns:>5} {mem:>7}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
