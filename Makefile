@@ -18,7 +18,7 @@ override O := $(abspath $(O))
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KERNELS ?= $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard /usr/src/linux-headers-*-amd64/Module.symvers)))))
 
-MODULE_SRCS := Kbuild $(wildcard module/*.c module/*.h module/Kbuild) \
+MODULE_SRCS := Kbuild dkms.conf $(wildcard module/*.c module/*.h module/Kbuild) \
 	       include/uapi/linux/kvm_dirtybatch.h
 
 # W=1 for every module build; no BTF (headers packages ship no vmlinux).
@@ -135,7 +135,7 @@ dkms-check:
 dkms-source:
 	@test -n "$(VERSION)" || { echo "no PACKAGE_VERSION in dkms.conf"; exit 1; }
 	rm -rf $(DESTDIR)$(DKMS_SRCDIR)
-	@for f in $(MODULE_SRCS) dkms.conf; do \
+	@for f in $(MODULE_SRCS); do \
 		install -D -m 0644 $$f $(DESTDIR)$(DKMS_SRCDIR)/$$f || exit 1; done
 
 dkms-install: dkms-remove

@@ -148,3 +148,4 @@ module_exit(dirtybatch_exit);
 MODULE_DESCRIPTION("Batched KVM_CLEAR_DIRTY_LOG for live migration");
 MODULE_AUTHOR("kvm-dirtybatch developers");
 MODULE_LICENSE("GPL");
+MODULE_VERSION(KVM_DIRTYBATCH_VERSION);

@@ -62,7 +62,7 @@ apt_install() {
 }
 
 BASE_PKGS="gcc make libc6-dev pkg-config bc flex bison python3 \
-qemu-system-x86 busybox-static cpio xz-utils kmod dkms \
+qemu-system-x86 busybox-static cpio xz-utils kmod udev dkms debhelper dh-dkms \
 linux-image-amd64 linux-headers-amd64 linux-source-6.1 linux-source-6.12"
 # shellcheck disable=SC2086
 apt_install $BASE_PKGS
