@@ -162,7 +162,20 @@ step "series: ${#plist[@]} patches applied, $changed file(s) updated"
 if [ "$LIB" = 1 ]; then
 	step "libdirtybatch -> $DBPREFIX"
 	make -s -C "$TOP/userspace" O="$B" lib >/dev/null
-	make -s -C "$TOP/userspace" O="$B" install PREFIX="$DBPREFIX" DESTDIR= >/dev/null
+	# Install into a staging dir and copy only what changed, so that an
+	# unchanged library does not relink QEMU.
+	dbstage=$(mktemp -d)
+	make -s -C "$TOP/userspace" O="$B" install PREFIX="$DBPREFIX" \
+		DESTDIR="$dbstage" >/dev/null
+	(cd "$dbstage$DBPREFIX" && find . ! -type d) | while read -r f; do
+		if [ -L "$dbstage$DBPREFIX/$f" ] ||
+		   ! cmp -s "$dbstage$DBPREFIX/$f" "$DBPREFIX/$f"; then
+			mkdir -p "$(dirname "$DBPREFIX/$f")"
+			cp -Pp "$dbstage$DBPREFIX/$f" "$DBPREFIX/$f.new" &&
+				mv -f "$DBPREFIX/$f.new" "$DBPREFIX/$f"
+		fi
+	done
+	rm -rf "$dbstage"
 fi
 if [ "$WITH_DB" = 1 ]; then
 	export PKG_CONFIG_PATH="$DBPREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
