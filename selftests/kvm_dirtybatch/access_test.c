@@ -6,9 +6,9 @@
  *                 /dev/kvm;
  * udev_rule       with module/60-kvm-dirtybatch.rules installed (into
  *                 /run/udev/rules.d) and the "add" event of both nodes
- *                 processed by udev, they have the same owner, group and
- *                 mode (SKIP without udevadm or when the rule file is not
- *                 found from the cwd);
+ *                 processed by udev, they have the same owner, group, mode
+ *                 and uaccess tag (SKIP without udevadm or when the rule
+ *                 file is not found from the cwd);
  * non_root        as nobody (uid/gid 65534) without the device's group,
  *                 opening either node fails with EACCES; in the group,
  *                 both open, and nobody creates a VM and clears its dirty
@@ -18,7 +18,8 @@
  *                 name a VM of someone else (fd number not open: EBADF;
  *                 its own file at that number: EINVAL; reopening
  *                 /proc/<pid>/fd/<n> or pidfd_getfd() is refused or does
- *                 not give the VM), and the owner's dirty bits are intact.
+ *                 not give the VM), nor can a root process without the
+ *                 fd, and the owner's dirty bits are intact.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +48,24 @@
 #ifndef __NR_pidfd_getfd
 #define __NR_pidfd_getfd 438
 #endif
+
+/* "uaccess" in the device's udev tags (after udev processed it)? */
+static int has_uaccess(const char *node)
+{
+	char cmd[128], line[512];
+	int found = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "udevadm info --query=property --name=%s 2>/dev/null", node);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "TAGS=", 5) && strstr(line, ":uaccess:"))
+			found = 1;
+	pclose(f);
+	return found;
+}
 
 static int run(const char *cmd)
 {
@@ -125,6 +144,10 @@ TEST(udev_rule)
 	EXPECT_EQ(k.st_gid, d.st_gid);
 	EXPECT_EQ(k.st_mode & 07777, d.st_mode & 07777);
 	EXPECT_EQ(0660, d.st_mode & 07777);
+	/* seat access (logind ACLs) as for /dev/kvm */
+	EXPECT_EQ(has_uaccess("/dev/kvm"), has_uaccess(DB_DEV_PATH));
+	ksft_print_msg("uaccess tag: /dev/kvm %d, " DB_DEV_PATH " %d\n",
+		       has_uaccess("/dev/kvm"), has_uaccess(DB_DEV_PATH));
 }
 
 static int open_err(const char *path)
@@ -202,6 +225,7 @@ struct owner {
 	int vmfd;
 	pid_t pid;
 	int gid;
+	bool root;		/* the intruder stays root */
 };
 
 static int intruder(void *arg)
@@ -213,7 +237,7 @@ static int intruder(void *arg)
 	char path[64];
 	int dbfd, fd, pidfd, e;
 
-	if (become_nobody(o->gid))
+	if (!o->root && become_nobody(o->gid))
 		return 30;
 	dbfd = db_open();
 	if (dbfd < 0)
@@ -250,8 +274,11 @@ static int intruder(void *arg)
 		if (e != EACCES && e != EPERM && e != ENXIO)
 			return 36;
 	}
-	/* taking it with pidfd_getfd() needs ptrace rights over the owner */
-	pidfd = syscall(__NR_pidfd_open, o->pid, 0);
+	/*
+	 * Taking it with pidfd_getfd() needs ptrace rights over the owner
+	 * (root has them: then it holds the fd, which is the rule).
+	 */
+	pidfd = o->root ? -1 : syscall(__NR_pidfd_open, o->pid, 0);
 	if (pidfd >= 0) {
 		fd = syscall(__NR_pidfd_getfd, pidfd, o->vmfd, 0);
 		ksft_print_msg("intruder: pidfd_getfd: %s\n", fd >= 0 ? "got the fd" :
@@ -279,7 +306,10 @@ TEST(vm_fd_holder)
 	vm_add_slot(vm, 1, MIB, 64, KVM_MEM_LOG_DIRTY_PAGES);
 	o = (struct owner){ .vmfd = vm->fd, .pid = getpid(), .gid = d.st_gid };
 	res = in_child(intruder, &o);
-	EXPECT_EQ(0, res) TH_LOG("intruder failed at step %d", res);
+	EXPECT_EQ(0, res) TH_LOG("non-root intruder failed at step %d", res);
+	o.root = true;
+	res = in_child(intruder, &o);
+	EXPECT_EQ(0, res) TH_LOG("root intruder failed at step %d", res);
 	/* nothing happened to the owner's VM */
 	vm_get_dirty_log(vm, 1, &bm);
 	EXPECT_EQ(~0ULL, bm);
