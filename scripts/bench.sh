@@ -44,10 +44,10 @@ Then runs the library microbenchmark on the host.
 
 Options for the benchmark itself (defaults in brackets):
   --vcpus N [2]  --mem MIB [512]  --ram-slots N [3]  --slots N [24]
-  --runs N [256]  --dirty PAGES [512]  --rounds N [20]  --warmup N [1]
-  --seed N [1]  --budget SECONDS [170 unless --rounds is given]
+  --runs N [256]  --dirty PAGES [512]  --rounds N [15]  --warmup N [1]
+  --seed N [1]  --budget SECONDS [150 unless --rounds is given]
   (--host-only: --rounds 200 unless given)
-  --strategies LIST (see build/bench/dirtybatch_migration_bench --help)
+  --strategies LIST  --verbose (see build/bench/dirtybatch_migration_bench --help)
 
 Results: a table per run, build/bench/summary.csv (+ summary.svg), the full
 output in build/bench/run-<kernel>.txt, guest logs in build/logs/.
@@ -92,6 +92,7 @@ while [ $# -gt 0 ]; do
 		pass+=("$1")
 		shift
 		;;
+	--verbose) pass+=("$1"); shift ;;
 	*) echo "bench: unknown option '$1'" >&2; usage >&2; exit 2 ;;
 	esac
 done
@@ -104,7 +105,7 @@ done
 if [ "$rounds_given" = 0 ] && [ "$host_only" = 1 ]; then
 	pass+=(--rounds 200)
 elif [ "$rounds_given" = 0 ] && [ "$budget_given" = 0 ]; then
-	pass+=(--budget 170)
+	pass+=(--budget 150)
 fi
 
 newest_release() { # series -> newest installed release with headers

@@ -87,7 +87,7 @@ struct opts {
 	const char *strategies, *label;
 } opt = {
 	.vcpus = 2, .mem_mib = 512, .ram_slots = 3, .slots = 24, .runs = 256,
-	.rounds = 20, .dirty = 512, .warmup = 1, .seed = 1,
+	.rounds = 15, .dirty = 512, .warmup = 1, .seed = 1,
 };
 
 /* ------------------------------------------------------------------ */
@@ -551,11 +551,38 @@ static bool wait_full_pass(void)
 	return true;
 }
 
+/*
+ * After a resume, wait until every vCPU is back in its store loop (a pass
+ * worth of stores), so that each clear phase starts with the vCPUs running
+ * at full speed, however short the phase is.
+ */
+static void wait_running(void)
+{
+	uint64_t t0 = now_ns();
+	unsigned int i;
+
+	mark_stores();
+	for (i = 0; i < opt.vcpus; i++)
+		while ((uint32_t)(__atomic_load_n(&vcpus[i].ctrl->seq, __ATOMIC_RELAXED) -
+				  vcpus[i].seq0) < vcpus[i].ctrl->nr + 64 &&
+		       now_ns() - t0 < 5000000000ULL)
+			sched_yield();
+}
+
 /* ------------------------------------------------------------------ */
 /* Counters                                                           */
 
+/* vCPU 0 statistics shown per strategy with --verbose */
+static const char *const vstat_names[] = {
+	"exits", "pf_taken", "pf_fast", "pf_fixed", "pf_spurious", "tlb_flush",
+	"irq_exits", "halt_exits", "signal_exits", "directed_yield_attempted",
+};
+#define NVSTAT (sizeof(vstat_names) / sizeof(vstat_names[0]))
+static bool verbose;
+
 struct counters {
-	uint64_t kvm_flush_req, kvm_flush;
+	uint64_t kvm_flush_req, kvm_flush, exits, pf;
+	uint64_t vstat[NVSTAT];
 	struct kvm_dirtybatch_stats mod;
 };
 
@@ -569,6 +596,18 @@ static void read_counters(struct counters *c)
 		have_flush_req = false;
 	if (have_flush && vm_read_stat(vm, false, "remote_tlb_flush", &c->kvm_flush))
 		have_flush = false;
+	/* vCPU 0's exits and page faults (KVM's binary stats) */
+	if (vm_read_stat(vm, true, "exits", &c->exits))
+		c->exits = 0;
+	if (vm_read_stat(vm, true, "pf_taken", &c->pf))
+		c->pf = 0;
+	if (verbose) {
+		unsigned int i;
+
+		for (i = 0; i < NVSTAT; i++)
+			if (vm_read_stat(vm, true, vstat_names[i], &c->vstat[i]))
+				c->vstat[i] = 0;
+	}
 	if (dbfd >= 0 && ioctl(dbfd, KVM_DIRTYBATCH_GET_STATS, &c->mod))
 		fail("KVM_DIRTYBATCH_GET_STATS: %s", strerror(errno));
 }
@@ -577,8 +616,7 @@ struct sstats {
 	unsigned int n;
 	uint64_t *ns;		/* clear time per round */
 	uint64_t ioctls, holds, breaks, flushes, mod_flushes, pages, stores;
-	uint64_t clear_ns, lost, short_waits;
-	uint64_t spin_ns, spin_stores;	/* batched only: the TCG control */
+	uint64_t clear_ns, lost, short_waits, exits, pf, vstat[NVSTAT];
 	bool exact;		/* pages are the module's exact count */
 	double median_us, p99_us, ratio, gps;
 };
@@ -738,6 +776,7 @@ static void round_once(enum strat sx, bool record)
 		st[t->last >= 0 ? t->last : (int)sx].lost++;
 	}
 	resume_all();
+	wait_running();
 
 	read_counters(&c0);
 	mark_stores();
@@ -766,30 +805,16 @@ static void round_once(enum strat sx, bool record)
 
 	if (!record)
 		return;
-	if (sx == S_BATCHED) {
-		/*
-		 * Control: the host thread busy-loops in userspace for as long
-		 * as this clear took, no ioctl, in the same state (pages dirty
-		 * and writable, vCPUs running).  Under single-threaded TCG the
-		 * L1 CPUs run one at a time, so any busy host thread slows the
-		 * vCPUs; this shows how much of the drop is that.
-		 */
-		uint64_t s0, d = t1 - t0;
-		volatile uint64_t sink = 0;
-
-		mark_stores();
-		s0 = now_ns();
-		while (now_ns() - s0 < d)
-			sink++;
-		S->spin_stores += stores();
-		S->spin_ns += now_ns() - s0;
-	}
 	S->ns[S->n++] = t1 - t0;
 	S->clear_ns += t1 - t0;
 	S->ioctls += ioctls;
 	S->pages += pages;
 	S->exact = exact;
 	S->stores += n_st;
+	S->exits += c1.exits - c0.exits;
+	S->pf += c1.pf - c0.pf;
+	for (i = 0; i < NVSTAT; i++)
+		S->vstat[i] += c1.vstat[i] - c0.vstat[i];
 	S->flushes += have_flush_req ? c1.kvm_flush_req - c0.kvm_flush_req :
 				       c1.kvm_flush - c0.kvm_flush;
 	if (sx == S_BATCHED) {
@@ -900,6 +925,30 @@ static uint64_t report(void)
 	       " the module's counter for batched; TLB flushes: KVM's %s statistic\n",
 	       have_flush_req ? "remote_tlb_flush_requests" : have_flush ? "remote_tlb_flush" :
 	       "(unavailable)");
+	printf("  vCPU 0 during the clears, per round:");
+	for (i = 0; i < norder; i++) {
+		struct sstats *S = &st[order[i]];
+		double n = S->n ? S->n : 1;
+
+		printf("%s %s %.0f exits, %.0f page faults", i ? ";" : "",
+		       strat_name[order[i]], S->exits / n, S->pf / n);
+	}
+	printf("\n");
+	if (verbose) {
+		unsigned int v;
+
+		printf("  vCPU 0 statistics during the clears, per round:\n  %-26s", "");
+		for (i = 0; i < norder; i++)
+			printf(" %10s", strat_name[order[i]]);
+		printf("\n");
+		for (v = 0; v < NVSTAT; v++) {
+			printf("  %-26s", vstat_names[v]);
+			for (i = 0; i < norder; i++)
+				printf(" %10.1f", st[order[i]].vstat[v] /
+				       (double)(st[order[i]].n ? st[order[i]].n : 1));
+			printf("\n");
+		}
+	}
 	for (i = 0; i < norder; i++)
 		if (st[order[i]].short_waits)
 			printf("  note: %s: %llu rounds where a vCPU did not finish a pass in 20 s\n",
@@ -926,11 +975,16 @@ static uint64_t report(void)
 			fmt_rate(b, sizeof(b), st[S_MERGED].gps);
 			printf("  guest pages/s during batched >= merged: %s vs %s  %s\n", a, b,
 			       B->gps >= st[S_MERGED].gps ? "PASS" : "MISS");
-			fmt_rate(a, sizeof(a), B->spin_ns ? B->spin_stores * 1e9 / B->spin_ns : 0);
-			printf("    control: host thread busy in userspace (no ioctl) as long as each\n"
-			       "    batched clear: %s pages/s (under TCG only one L1 CPU runs at a time,\n"
-			       "    so a busy host thread starves the vCPUs; waiting for TLB-flush IPIs,\n"
-			       "    as merged does, hands the emulator to them)\n", a);
+			if (B->gps < st[S_MERGED].gps)
+				printf("    (each cleared page costs the vCPU writing it one write-protection\n"
+				       "    fault, whatever the strategy; vCPU 0 took %.0f of them inside a\n"
+				       "    %.0f us batched clear, %.0f inside a %.0f us merged one.  Under TCG\n"
+				       "    the vCPUs barely run while one clear ioctl works: KVM's own single\n"
+				       "    KVM_CLEAR_DIRTY_LOG of the same bits shows the same rate, see\n"
+				       "    --ram-slots 1 --slots 1 --strategies floor,batched)\n",
+				       B->pf / (double)(B->n ? B->n : 1), B->median_us,
+				       st[S_MERGED].pf / (double)(st[S_MERGED].n ? st[S_MERGED].n : 1),
+				       st[S_MERGED].median_us);
 		}
 	}
 	printf("  lost_pages 0 everywhere:                %s\n", lost ? "MISS" : "PASS");
@@ -1116,6 +1170,7 @@ static void usage(FILE *f)
 "  --host           no module: libdirtybatch's fallback instead of batched\n"
 "  --label S        kernel label for the CSV (default: uname -r)\n"
 "  --seed N         layout seed (default 1)\n"
+"  --verbose        more KVM statistics of vCPU 0 per strategy\n"
 "\n"
 "Prints progress, a table, target PASS/MISS lines and 'csv: ' lines.\n"
 "Exit: 0, 3 if a dirty page was lost, 4 if KVM (or the module) is missing,\n"
@@ -1149,7 +1204,7 @@ static void parse(int argc, char **argv)
 		{ "rounds", 1, NULL, 'r' }, { "warmup", 1, NULL, 'w' },
 		{ "strategies", 1, NULL, 'S' }, { "host", 0, NULL, 'H' },
 		{ "label", 1, NULL, 'l' }, { "seed", 1, NULL, 'x' },
-		{ "budget", 1, NULL, 'b' },
+		{ "budget", 1, NULL, 'b' }, { "verbose", 0, NULL, 'V' },
 		{ "help", 0, NULL, 'h' }, { "svg", 0, NULL, 'G' }, { 0 },
 	};
 	int c;
@@ -1167,6 +1222,7 @@ static void parse(int argc, char **argv)
 		case 'S': opt.strategies = optarg; break;
 		case 'H': opt.host = true; break;
 		case 'l': opt.label = optarg; break;
+		case 'V': verbose = true; break;
 		case 'b': opt.budget = num_arg("budget", optarg, 0, 86400); break;
 		case 'x': opt.seed = strtoull(optarg, NULL, 0); break;
 		case 'G':
@@ -1285,6 +1341,15 @@ int main(int argc, char **argv)
 	for (k = 0; k < (unsigned int)norder; k++)
 		st[order[k]].ns = zalloc(sizeof(uint64_t) * opt.rounds);
 
+	/*
+	 * Open KVM's stats fds now: KVM_GET_STATS_FD on a vCPU waits for its
+	 * mutex, which KVM_RUN holds while the guest loops.
+	 */
+	{
+		struct counters cn;
+
+		read_counters(&cn);
+	}
 	/* first sync: everything is dirty (INITIALLY_SET); clear all runs */
 	start_vcpus();
 	mark_stores();
