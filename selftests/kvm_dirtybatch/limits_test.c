@@ -22,6 +22,14 @@
  *
  * live_allocs is 0 after each call.  Skipped without cgroup v2 and its
  * memory controller (memory.peak: Linux 5.19+).
+ *
+ * over_memcg_limit: a call whose buffers do not fit under the caller's
+ * memory.max must fail with the documented -ENOMEM.  With
+ * kvzalloc(GFP_KERNEL_ACCOUNT) the memcg OOM killer kills the caller
+ * instead (and dumps a stack into the kernel log, which fails the whole
+ * guest run), so this test only runs with
+ * KVM_DIRTYBATCH_TEST_MEMCG_ENOMEM=1 until the module allocates with
+ * __GFP_RETRY_MAYFAIL | __GFP_NOWARN.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -267,6 +276,47 @@ TEST_F_TIMEOUT(limits, bitmap_bytes_at_limit, 120)
 		       charged / (double)MIB);
 	/* 48 B + 24 B per range, and no bitmap buffer */
 	EXPECT_GT(8 * (int64_t)MIB, charged);
+	check_idle(_metadata, self->dbfd);
+}
+
+static int over_limit_child(FIXTURE_DATA(limits) *self, const char *dir)
+{
+	struct kvm_dirtybatch_clear c = { .vm_fd = self->vm->fd, .count = KVM_DIRTYBATCH_MAX_RANGES,
+		.range_size = STRIDE, .ranges = (uintptr_t)self->ranges };
+	char path[192];
+
+	snprintf(path, sizeof(path), "%s/memory.max", dir);
+	if (write_str(path, "8M"))
+		return 2;
+	snprintf(path, sizeof(path), "%s/memory.swap.max", dir);
+	write_str(path, "0");
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	if (write_str(path, "0"))
+		return 3;
+	return db_clear(self->dbfd, &c) == -ENOMEM ? 0 : 1;
+}
+
+TEST_F_TIMEOUT(limits, over_memcg_limit, 120)
+{
+	const char *env = getenv("KVM_DIRTYBATCH_TEST_MEMCG_ENOMEM");
+	char dir[160];
+	pid_t pid;
+	int st;
+
+	if (!env || strcmp(env, "1"))
+		SKIP(return, "the module's allocations invoke the memcg OOM killer: set KVM_DIRTYBATCH_TEST_MEMCG_ENOMEM=1");
+	if (self->skip)
+		SKIP(return, "%s", self->skip);
+	if (enter_cgroup(_metadata, self, dir, sizeof(dir)) < 0)
+		SKIP(return, "cannot use a memory cgroup");
+	write_str(CG_ROOT "/cgroup.procs", "0");
+	pid = fork();
+	if (!pid)
+		_exit(over_limit_child(self, dir));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	EXPECT_TRUE(WIFEXITED(st)) TH_LOG("the caller was killed (signal %d)", WTERMSIG(st));
+	if (WIFEXITED(st))
+		EXPECT_EQ(0, WEXITSTATUS(st)) TH_LOG("no -ENOMEM (step %d)", WEXITSTATUS(st));
 	check_idle(_metadata, self->dbfd);
 }
 
