@@ -46,7 +46,7 @@ Options for the benchmark itself (defaults in brackets):
   --vcpus N [2]  --mem MIB [512]  --ram-slots N [3]  --slots N [24]
   --runs N [256]  --dirty PAGES [512]  --rounds N [15]  --warmup N [1]
   --seed N [1]  --budget SECONDS [150 unless --rounds is given]
-  (--host-only: --rounds 200 unless given)
+  (--host-only: --rounds 100 unless given)
   --strategies LIST  --verbose (see build/bench/dirtybatch_migration_bench --help)
 
 Results: a table per run, build/bench/summary.csv (+ summary.svg), the full
@@ -103,7 +103,7 @@ done
 # starting new rounds after this many seconds of measuring.
 # On the host a round takes milliseconds: take more of them.
 if [ "$rounds_given" = 0 ] && [ "$host_only" = 1 ]; then
-	pass+=(--rounds 200)
+	pass+=(--rounds 100)
 elif [ "$rounds_given" = 0 ] && [ "$budget_given" = 0 ]; then
 	pass+=(--budget 150)
 fi

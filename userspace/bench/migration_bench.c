@@ -1022,6 +1022,34 @@ static void xml_puts(FILE *f, const char *s)
 			fputc(*s, f);
 }
 
+/* A duration in microseconds, for people. */
+static void fmt_us(char *buf, size_t len, double us)
+{
+	if (us >= 1e6)
+		snprintf(buf, len, "%.3g s", us / 1e6);
+	else if (us >= 1e3)
+		snprintf(buf, len, "%.3g ms", us / 1e3);
+	else
+		snprintf(buf, len, "%.3g us", us);
+}
+
+/* Median of the group's batched row, else its fallback row, else 0. */
+static double group_ref(const struct row *rows, int n, const char *kernel)
+{
+	double fb = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(rows[i].kernel, kernel))
+			continue;
+		if (!strcmp(rows[i].strategy, "batched"))
+			return rows[i].median;
+		if (!strcmp(rows[i].strategy, "fallback"))
+			fb = rows[i].median;
+	}
+	return fb;
+}
+
 static int render_svg(const char *in, const char *out)
 {
 	static const char *const colors[] = {
@@ -1083,20 +1111,27 @@ static int render_svg(const char *in, const char *out)
 
 		fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
 			"height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
-			x0 + w + 120, height);
+			x0 + w + 170, height);
 		fprintf(o, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
 		fprintf(o, "<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">"
-			"Dirty-log clear time per migration sync round (median, p99 whisker; log scale)</text>\n");
+			"Dirty-log clear time per migration sync round</text>\n");
+		fprintf(o, "<text x=\"10\" y=\"38\" fill=\"#555\">median, p99 whisker, "
+			"log scale; (Nx) = time / batched (host: / libdirtybatch fallback)</text>\n");
 		for (d = lo; d <= hi * 1.0001; d *= 10) {
 			double x = XPOS(d);
 
-			fprintf(o, "<line x1=\"%.1f\" y1=\"40\" x2=\"%.1f\" y2=\"%.0f\" "
+			fprintf(o, "<line x1=\"%.1f\" y1=\"46\" x2=\"%.1f\" y2=\"%.0f\" "
 				"stroke=\"#ddd\"/>\n", x, x, height - 30);
-			fprintf(o, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%g us</text>\n",
-				x, height - 14, d);
+			char lbl[32];
+
+			fmt_us(lbl, sizeof(lbl), d);
+			fprintf(o, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n",
+				x, height - 14, lbl);
 		}
-		y = 50;
+		y = 56;
 		for (g = 0; g < ngroups; g++) {
+			double ref = group_ref(rows, nrows, groups[g]);
+
 			fprintf(o, "<text x=\"10\" y=\"%.0f\" font-weight=\"bold\">", y + 12);
 			xml_puts(o, groups[g]);
 			fprintf(o, "</text>\n");
@@ -1122,8 +1157,18 @@ static int render_svg(const char *in, const char *out)
 				fprintf(o, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" "
 					"stroke=\"black\"/>\n", XPOS(fmax(r->p99, r->median)), y + 3,
 					XPOS(fmax(r->p99, r->median)), y + 13);
-				fprintf(o, "<text x=\"%.1f\" y=\"%.0f\">%.0f us</text>\n",
-					XPOS(fmax(r->p99, r->median)) + 6, y + 12, r->median);
+				{
+					char lbl[64], v[32];
+
+					fmt_us(v, sizeof(v), r->median);
+					if (ref > 0 && r->median != ref)
+						snprintf(lbl, sizeof(lbl), "%s (%.3gx)", v,
+							 r->median / ref);
+					else
+						snprintf(lbl, sizeof(lbl), "%s", v);
+					fprintf(o, "<text x=\"%.1f\" y=\"%.0f\">%s</text>\n",
+						XPOS(fmax(r->p99, r->median)) + 6, y + 12, lbl);
+				}
 				y += 22;
 			}
 			y += 8;
