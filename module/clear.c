@@ -61,9 +61,15 @@ struct dirtybatch_call {
 	u32 error_index;
 };
 
+/*
+ * Per-call buffers are charged to the caller's memory cgroup.  A call that
+ * does not fit fails with -ENOMEM rather than invoking the (memcg) OOM
+ * killer, which would kill the VMM in the middle of a migration.
+ */
 static void *dirtybatch_alloc(size_t size)
 {
-	void *p = kvzalloc(size, GFP_KERNEL_ACCOUNT);
+	void *p = kvzalloc(size, GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL |
+			   __GFP_NOWARN);
 
 	if (p)
 		atomic64_inc(&dirtybatch_counters.live_allocs);
