@@ -12,7 +12,7 @@
 #
 # Environment: O (build dir, default ./build).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 top=$PWD
 O=${O:-$top/build}
 out=$O/bench
@@ -121,6 +121,7 @@ newest_release() { # series -> newest installed release with headers
 }
 
 mkdir -p "$out" "$logdir" || exit 1
+rm -f "$out/summary.csv" "$out/summary.svg"
 progress "building libdirtybatch and the benchmarks"
 make -s userspace O="$O" >"$logdir/bench-build.log" 2>&1 ||
 	{ tail -n 30 "$logdir/bench-build.log"; die "build failed (log: $logdir/bench-build.log)"; }
