@@ -40,6 +40,10 @@ Then runs the library microbenchmark on the host.
                    libdirtybatch's fallback on this machine's /dev/kvm
   --no-microbench  skip the library microbenchmark
   --timeout S      guest timeout in seconds (default 600)
+  --qemu [-- ARGS] instead: QEMU 7.2 live migration, stock vs patched
+                   (library fallback) vs patched with the module, in one
+                   6.12 guest (userspace/qemu/bench.sh; builds QEMU first,
+                   ~8 min the first time)
   -h, --help       this text
 
 Options for the benchmark itself (defaults in brackets):
@@ -68,6 +72,7 @@ while [ $# -gt 0 ]; do
 	--kernel=*) kernels+=("${1#*=}"); shift ;;
 	--both-kernels) kernels=(6.12 6.1); shift ;;
 	--host-only) host_only=1; shift ;;
+	--qemu) shift; exec "$top/userspace/qemu/bench.sh" "$@" ;;
 	--no-microbench) micro=0; shift ;;
 	--timeout) timeout=${2-}; shift 2 || { usage >&2; exit 2; } ;;
 	--timeout=*) timeout=${1#*=}; shift ;;
