@@ -18,7 +18,9 @@
  *	(KVM_GET_DIRTY_LOG, compared with a model) and the module counters
  *	(GET_STATS after every call: calls, failures, ranges, pages, MMU-lock
  *	holds and breaks, TLB flushes, live_allocs).  A digest of all results
- *	is printed: the same seed gives the same digest.
+ *	is printed: the same seed gives the same digest (unless a pointer
+ *	with random bytes happens to hit a mapping in one run and not in
+ *	another: address space randomization).
  *
  * fuzz.races  (threads): the same generator on the stable memslots (still
  *	exact), while other threads add, move and delete memslots and toggle
@@ -57,6 +59,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <linux/userfaultfd.h>
 
@@ -342,6 +345,21 @@ static bool in_regions(const struct region *reg, int n, uintptr_t a, uintptr_t *
 	return false;
 }
 
+/*
+ * Is the page of addr mapped readable?  For addresses outside the
+ * buffers the fuzzer made (a pointer with random bytes can land in any
+ * mapping of the process): ask the kernel, as the module's copy will.
+ */
+static bool probe_page(uint64_t addr)
+{
+	static __thread uint8_t byte;
+	struct iovec l = { &byte, 1 }, r = { (void *)(uintptr_t)addr, 1 };
+
+	if (addr < 65536 || addr >= 0x00007ffffffff000ULL)
+		return false;
+	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == 1;
+}
+
 /* Could the kernel read [addr, addr + len) of this process? */
 static bool readable(struct fctx *x, uint64_t addr, uint64_t len)
 {
@@ -350,7 +368,7 @@ static bool readable(struct fctx *x, uint64_t addr, uint64_t len)
 
 	if (!len)
 		return true;
-	if (addr + len < addr)
+	if (addr + len < addr || addr + len > 0x00007ffffffff000ULL)
 		return false;
 	stop = addr + len;
 	while (a < stop) {
@@ -360,7 +378,9 @@ static bool readable(struct fctx *x, uint64_t addr, uint64_t len)
 			end = (uintptr_t)g.flap + PAGE_SIZE;
 		} else if (!in_regions(g.reg, g.nreg, a, &end) &&
 			   !in_regions(x->reg, x->nreg, a, &end)) {
-			return false;
+			if (!probe_page(a))
+				return false;
+			end = (a | (PAGE_SIZE - 1)) + 1;
 		}
 		a = end;
 	}
