@@ -8,9 +8,10 @@
 #   scripts/fuzz.sh [--calls N] [--race-calls N] [--race-seconds S]
 #                   [--seed S] [--kernels "6.1 6.12"] [--parallel]
 #
-# Per kernel, one guest runs build/tests/guest/fuzz_test (N deterministic
-# calls, default 800000, then the race test: at least --race-calls calls,
-# default 200000, or --race-seconds, default 1800) and huge_batch_test;
+# Per kernel, one guest runs build/tests/guest/huge_batch_test (first, so
+# that the module-wide longest MMU-lock hold is its own) and fuzz_test (N
+# deterministic calls, default 800000, then the race test: at least
+# --race-calls calls, default 200000, or --race-seconds, default 1800);
 # another guest runs selftests/kvm_dirtybatch/module_lifetime.sh (it
 # unloads the module).  Prints, per kernel: calls made, errnos seen per
 # input class, races exercised, invariant violations (must be 0), the
@@ -72,7 +73,7 @@ run_kernel() { # release
 	env+=" KVM_DIRTYBATCH_FUZZ_RACE_CALLS=$race_calls KVM_DIRTYBATCH_FUZZ_RACE_SECONDS=$race_secs"
 	selftests/vm-run --kernel "$rel" --module "$ko" --timeout "$timeout" \
 		--log "$logdir/fuzz-$rel.log" -- \
-		"$env $O/tests/guest/fuzz_test; r=\$?; $O/tests/guest/huge_batch_test || r=1; exit \$r" \
+		"$O/tests/guest/huge_batch_test; r=\$?; $env $O/tests/guest/fuzz_test || r=1; exit \$r" \
 		>"$logdir/fuzz-$rel.out" 2>&1
 	echo $? >"$logdir/fuzz-$rel.out.rc"
 	selftests/vm-run --kernel "$rel" --module "$ko" --timeout 900 \
