@@ -113,17 +113,7 @@ elif [ "$rounds_given" = 0 ] && [ "$budget_given" = 0 ]; then
 	pass+=(--budget 150)
 fi
 
-newest_release() { # series -> newest installed release with headers
-	local k r best=
-	case $1 in *-amd64) [ -d "/usr/src/linux-headers-$1" ] && echo "$1"; return ;; esac
-	for k in /boot/vmlinuz-"$1".*; do
-		r=${k#/boot/vmlinuz-}
-		case $r in "$1".*-amd64) ;; *) continue ;; esac
-		[ -d "/usr/src/linux-headers-$r" ] || continue
-		best=$(printf '%s\n%s\n' "$best" "$r" | sed '/^$/d' | sort -V | tail -n1)
-	done
-	echo "$best"
-}
+. "$top/scripts/kernels.sh"
 
 mkdir -p "$out" "$logdir" || exit 1
 rm -f "$out/summary.csv" "$out/summary.svg"

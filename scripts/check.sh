@@ -55,16 +55,7 @@ fold() { # prefix
 	done < <(awk -v prefix="$1" -f scripts/tap-fold.awk)
 }
 
-newest_release() { # series -> newest installed release with headers
-	local k r best=
-	for k in /boot/vmlinuz-"$1".*; do
-		r=${k#/boot/vmlinuz-}
-		case $r in "$1".*-amd64) ;; *) continue ;; esac
-		[ -d "/usr/src/linux-headers-$r" ] || continue
-		best=$(printf '%s\n%s\n' "$best" "$r" | sed '/^$/d' | sort -V | tail -n1)
-	done
-	echo "$best"
-}
+. "$top/scripts/kernels.sh"
 
 echo "TAP version 13"
 progress "building userspace and tests"
