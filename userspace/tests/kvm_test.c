@@ -36,25 +36,10 @@
 
 #include "dirtybatch.h"
 #include "kvm_vm.h"
+#include "rng.h"
 #include "tap.h"
 
 #define BASE_GPA	0x100000ULL	/* 1 MiB */
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rndn(uint64_t n)
-{
-	return n ? rnd() % n : 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* Test VM: adjacent slots (odd sizes), one behind a gap, one in as 1. */

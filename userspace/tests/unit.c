@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "dirtybatch_internal.h"
+#include "rng.h"
 #include "tap.h"
 
 #define FAKE_VM_FD	1000
@@ -58,8 +59,6 @@ void *__wrap_realloc(void *p, size_t n)
 /* ------------------------------------------------------------------ */
 /* Random numbers.                                                    */
 
-static uint64_t rng_state;
-
 /* What the randomized cases exercised. */
 static struct {
 	uint64_t add_ok[3], add_err[3], errs[8];
@@ -79,20 +78,6 @@ static void cov_err(int type, int r)
 	for (int i = 1; i < 7; i++)
 		if (codes[i] == r)
 			cov.errs[i]++;
-}
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rndn(uint64_t n)
-{
-	return n ? rnd() % n : 0;
 }
 
 /* ------------------------------------------------------------------ */
