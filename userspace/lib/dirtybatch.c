@@ -23,9 +23,10 @@
  *
  * A submit turns each maximal run of non-zero words into one range: first
  * page 64 * first word, length 64 * words, or up to the slot end if the run
- * reaches the last word (KVM's tail rule).  The words are zeroed only after
- * the kernel accepted the range, so on error the batch keeps exactly what
- * was not applied.
+ * reaches the last word (KVM's tail rule).  Without the module, runs less
+ * than DB_FALLBACK_GAP_WORDS zero words apart share one KVM_CLEAR_DIRTY_LOG
+ * (see next_run()).  The words are zeroed only after the kernel accepted
+ * the range, so on error the batch keeps exactly what was not applied.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,6 +64,7 @@ struct dirtybatch_ctx {
 	uint32_t page_size;
 	unsigned int page_shift;
 	int mode;
+	uint64_t fallback_gap;		/* DB_FALLBACK_GAP_WORDS; tests vary it */
 	bool force_fallback;
 	bool module_ok;		/* module usable */
 	int32_t detect_err;	/* why not, if !module_ok */
@@ -262,22 +264,49 @@ static void queue_run(struct dirtybatch_ctx *ctx, struct db_slot *s,
 	uint64_t *bits = s->bits;
 
 	if (w0 == w1) {
+		/* short runs: one word, one summary bit */
 		bits[w0] |= bits_mask(first & 63, last & 63);
+		s->sum[w0 >> 6] |= 1ULL << (w0 & 63);
 	} else {
 		bits[w0] |= ~0ULL << (first & 63);
 		for (w = w0 + 1; w < w1; w++)
 			bits[w] = ~0ULL;
 		bits[w1] |= ~0ULL >> (63 - (last & 63));
+		bm_set_range(s->sum, w0, w1 + 1);
 	}
-	bm_set_range(s->sum, w0, w1 + 1);
 	slot_mark(ctx, s, w0, w1);
+}
+
+/*
+ * queue_bitmap() for n <= 64, QEMU's smallest clear chunks: the bits land
+ * in one or two words.  Kept apart so that this path has a small frame.
+ */
+static inline void queue_bitmap_short(struct dirtybatch_ctx *ctx, struct db_slot *s,
+				      uint64_t first, uint64_t n, const uint64_t *src,
+				      uint64_t off)
+{
+	unsigned int sh = first & 63;
+	uint64_t w0 = first >> 6, w1 = (first + n - 1) >> 6;
+	uint64_t v = get_bits(src, off, (unsigned int)n);
+	uint64_t lo = v << sh, hi = w1 != w0 ? v >> (64 - sh) : 0;
+
+	if (lo) {
+		s->bits[w0] |= lo;
+		s->sum[w0 >> 6] |= 1ULL << (w0 & 63);
+	}
+	if (hi) {
+		s->bits[w1] |= hi;
+		s->sum[w1 >> 6] |= 1ULL << (w1 & 63);
+	}
+	if (lo | hi)
+		slot_mark(ctx, s, lo ? w0 : w1, hi ? w1 : w0);
 }
 
 /*
  * Queue page first + i of @s for every i < n whose bit off + i of @src is
  * set.  The caller validated the ranges.
  */
-static void queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s,
+static __attribute__((noinline)) void queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s,
 			 uint64_t first, uint64_t n, const uint64_t *src,
 			 uint64_t off)
 {
@@ -299,9 +328,7 @@ static void queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s,
 	} while (0)
 
 	if (w0 == w1) {
-		unsigned int cnt = (unsigned int)(last - first + 1);
-
-		m = get_bits(src, first + delta, cnt) << (first & 63);
+		m = get_bits(src, off, (unsigned int)n) << (first & 63);
 		DB_OR_WORD(w0, m);
 	} else {
 		uint64_t sb;
@@ -347,9 +374,11 @@ static void queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s,
 /*
  * Zero words [ws, we) of @s after the kernel applied them; returns the
  * pages they held.  Ranges are applied in ascending order per slot, so
- * nothing is left queued below @we.
+ * nothing is left queued below @we.  The count is most of a submit's own
+ * work: with @hw it uses the POPCNT instruction (see unqueue_words()).
  */
-static uint64_t unqueue_words(struct db_slot *s, uint64_t ws, uint64_t we)
+static inline __attribute__((always_inline)) uint64_t
+unqueue_words_body(struct db_slot *s, uint64_t ws, uint64_t we, bool hw)
 {
 	uint64_t cnt = 0, w;
 	uint64_t *bits = s->bits;
@@ -357,7 +386,9 @@ static uint64_t unqueue_words(struct db_slot *s, uint64_t ws, uint64_t we)
 	for (w = ws; w < we; w++) {
 		uint64_t x = bits[w];
 
-		cnt += x == ~0ULL ? 64 : pop64(x);
+		if (!x)
+			continue;
+		cnt += hw ? (unsigned int)__builtin_popcountll(x) : pop64(x);
 		bits[w] = 0;
 	}
 	bm_clear_range(s->sum, ws, we);
@@ -365,6 +396,44 @@ static uint64_t unqueue_words(struct db_slot *s, uint64_t ws, uint64_t we)
 		s->wmin = we;
 	return cnt;
 }
+
+#if defined(__x86_64__) && !defined(__POPCNT__)
+/* Set by every dirtybatch_open(), to the same value: relaxed atomics, so
+ * that contexts opened in parallel threads do not race. */
+static bool have_popcnt;
+
+static __attribute__((target("popcnt"))) uint64_t
+unqueue_words_popcnt(struct db_slot *s, uint64_t ws, uint64_t we)
+{
+	return unqueue_words_body(s, ws, we, true);
+}
+
+static void detect_cpu(void)
+{
+	__builtin_cpu_init();
+	__atomic_store_n(&have_popcnt, !!__builtin_cpu_supports("popcnt"), __ATOMIC_RELAXED);
+}
+
+static uint64_t unqueue_words(struct db_slot *s, uint64_t ws, uint64_t we)
+{
+	if (__atomic_load_n(&have_popcnt, __ATOMIC_RELAXED))
+		return unqueue_words_popcnt(s, ws, we);
+	return unqueue_words_body(s, ws, we, false);
+}
+#else
+static void detect_cpu(void)
+{
+}
+
+static uint64_t unqueue_words(struct db_slot *s, uint64_t ws, uint64_t we)
+{
+#ifdef __POPCNT__
+	return unqueue_words_body(s, ws, we, true);
+#else
+	return unqueue_words_body(s, ws, we, false);
+#endif
+}
+#endif
 
 /* Pages queued in @s: the words of its window that the summary marks. */
 static uint64_t slot_count(const struct db_slot *s)
@@ -438,7 +507,8 @@ static uint64_t ctx_count(const struct dirtybatch_ctx *ctx)
 /* ---------------------------------------------------------------------- */
 /* Lookups.                                                               */
 
-static struct db_slot *find_slot(struct dirtybatch_ctx *ctx, uint32_t slot)
+static __attribute__((noinline)) struct db_slot *find_slot(struct dirtybatch_ctx *ctx,
+							  uint32_t slot)
 {
 	uint32_t lo = 0, hi = ctx->nslots;
 
@@ -458,6 +528,14 @@ static struct db_slot *find_slot(struct dirtybatch_ctx *ctx, uint32_t slot)
 			hi = mid;
 	}
 	return NULL;
+}
+
+/* find_slot(), with its cache check inline: callers add runs one by one. */
+static inline struct db_slot *lookup_slot(struct dirtybatch_ctx *ctx, uint32_t slot)
+{
+	struct db_slot *s = ctx->last;
+
+	return s && s->slot == slot ? s : find_slot(ctx, slot);
 }
 
 /* (as_id, gpa) ordering key comparison: a < b ? */
@@ -507,7 +585,7 @@ DIRTYBATCH_API int dirtybatch_add_pages(struct dirtybatch_ctx *ctx,
 		return -ENODATA;
 	if (first_page > UINT64_MAX - npages)
 		return -EOVERFLOW;
-	s = find_slot(ctx, slot);
+	s = lookup_slot(ctx, slot);
 	if (!s)
 		return -ENOENT;
 	if (first_page + npages > s->npages)
@@ -534,12 +612,15 @@ DIRTYBATCH_API int dirtybatch_add_bitmap(struct dirtybatch_ctx *ctx,
 	if ((bit_offset + npages - 1) / 64 >
 	    (UINTPTR_MAX - (uintptr_t)bitmap) / sizeof(uint64_t))
 		return -EOVERFLOW;
-	s = find_slot(ctx, slot);
+	s = lookup_slot(ctx, slot);
 	if (!s)
 		return -ENOENT;
 	if (first_page + npages > s->npages)
 		return -ERANGE;
-	queue_bitmap(ctx, s, first_page, npages, bitmap, bit_offset);
+	if (npages <= 64)
+		queue_bitmap_short(ctx, s, first_page, npages, bitmap, bit_offset);
+	else
+		queue_bitmap(ctx, s, first_page, npages, bitmap, bit_offset);
 	return 0;
 }
 
@@ -622,22 +703,71 @@ static void note_applied(struct dirtybatch_ctx *ctx, struct db_slot *s,
 	}
 }
 
+/*
+ * The next range of words of @s to send, from word *@w on: [*@ws, *@we),
+ * a maximal run of non-zero words, extended over gaps of at most @gap zero
+ * words to the runs that follow.  Advances *@w past it; false when nothing
+ * is queued from *@w on.  Walks the summary a word (64 bitmap words) at a
+ * time and a run of set bits at a time, so that many short runs with short
+ * gaps cost a few instructions each.
+ */
+static bool next_run(const struct db_slot *s, uint64_t *w, uint64_t gap,
+		     uint64_t *ws, uint64_t *we)
+{
+	const uint64_t *sum = s->sum;
+	uint64_t lim, a, last, i, x;
+
+	if (*w == NO_WORD)
+		return false;
+	lim = s->wmax + 1;
+	a = find_next_set(sum, *w, lim);
+	if (a >= lim)
+		return false;
+	/* last: the last non-zero word of the range so far */
+	last = a;
+	i = a >> 6;
+	x = sum[i] & (~0ULL << (a & 63));
+	for (;;) {
+		while (x) {
+			unsigned int t = (unsigned int)__builtin_ctzll(x);
+			uint64_t b = (i << 6) + t, y = x >> t;
+			unsigned int ones = ~y ? (unsigned int)__builtin_ctzll(~y) : 64 - t;
+
+			if (b > last + 1 + gap)
+				goto out;
+			if (gap >= 63) {
+				/* no gap inside one summary word is longer */
+				last = (i << 6) + 63 - (uint64_t)__builtin_clzll(x);
+				break;
+			}
+			last = b + ones - 1;
+			x = t + ones < 64 ? x & (~0ULL << (t + ones)) : 0;
+		}
+		if (++i << 6 >= lim || (i << 6) > last + 1 + gap)
+			break;
+		x = sum[i];
+	}
+out:
+	if (last >= lim)	/* summary bits past wmax are never set */
+		last = lim - 1;
+	*ws = a;
+	*we = last + 1;
+	*w = last + 1;
+	return true;
+}
+
 static int submit_fallback(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r)
 {
 	uint32_t i;
 
 	for (i = 0; i < ctx->ndirty; i++) {
 		struct db_slot *s = ctx->dirty[i];
-		uint64_t w = s->wmin, lim, ws, we;
+		uint64_t w = s->wmin, ws, we;
 
-		if (w == NO_WORD)
-			continue;
-		lim = s->wmax + 1;
-		while ((ws = find_next_set(s->sum, w, lim)) < lim) {
+		while (next_run(s, &w, ctx->fallback_gap, &ws, &we)) {
 			struct kvm_clear_dirty_log log;
 			int err;
 
-			we = find_next_zero(s->sum, ws, lim);
 			memset(&log, 0, sizeof(log));
 			log.slot = s->slot;
 			log.first_page = ws << 6;
@@ -653,7 +783,6 @@ static int submit_fallback(struct dirtybatch_ctx *ctx, struct dirtybatch_result 
 				return err;
 			}
 			note_applied(ctx, s, r, unqueue_words(s, ws, we));
-			w = we;
 		}
 	}
 	return 0;
@@ -712,14 +841,10 @@ static int submit_module(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r
 
 	for (i = 0; i < ctx->ndirty; i++) {
 		struct db_slot *s = ctx->dirty[i];
-		uint64_t w = s->wmin, lim, ws, we;
+		uint64_t w = s->wmin, ws, we;
 
-		if (w == NO_WORD)
-			continue;
-		lim = s->wmax + 1;
-		while ((ws = find_next_set(s->sum, w, lim)) < lim) {
-			we = find_next_zero(s->sum, ws, lim);
-			w = we;
+		/* one range costs the module little: no gaps bridged */
+		while (next_run(s, &w, 0, &ws, &we)) {
 			/* pieces only where the module's bitmap limit needs */
 			while (ws < we) {
 				uint64_t pe = we - ws > ctx->max_piece_words ?
@@ -964,6 +1089,7 @@ DIRTYBATCH_API int dirtybatch_open(int vm_fd, const struct dirtybatch_opts *opts
 	if (ps < 512 || ps > (1L << 30) || (ps & (ps - 1)))
 		return -EINVAL;
 
+	detect_cpu();
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx) {
 		errno = saved_errno;
@@ -971,6 +1097,7 @@ DIRTYBATCH_API int dirtybatch_open(int vm_fd, const struct dirtybatch_opts *opts
 	}
 	ctx->vm_fd = vm_fd;
 	ctx->dev_fd = -1;
+	ctx->fallback_gap = DB_FALLBACK_GAP_WORDS;
 	ctx->page_size = (uint32_t)ps;
 	ctx->page_shift = (unsigned int)__builtin_ctzl((unsigned long)ps);
 	ctx->be = &sys_backend;
@@ -1105,6 +1232,14 @@ int dirtybatch__set_backend(struct dirtybatch_ctx *ctx,
 			return err;
 		update_mode(ctx);
 	}
+	return 0;
+}
+
+int dirtybatch__set_fallback_gap(struct dirtybatch_ctx *ctx, uint64_t words)
+{
+	if (!ctx)
+		return -EINVAL;
+	ctx->fallback_gap = words;
 	return 0;
 }
 

@@ -8,9 +8,10 @@
  * bitmap), and submits.  With the kvm_dirtybatch kernel module
  * (/dev/kvm_dirtybatch) a submit is one KVM_DIRTYBATCH_CLEAR ioctl for the
  * whole batch (more only where the module's limits require); without it
- * (fallback mode) it is one KVM_CLEAR_DIRTY_LOG ioctl per maximal run of
- * non-zero 64-page bitmap words per memslot.  Either way the kernel is
- * asked to clear exactly the queued pages, never one more.
+ * (fallback mode) it is one KVM_CLEAR_DIRTY_LOG ioctl per run of non-zero
+ * 64-page bitmap words per memslot, runs at most 512 zero words apart
+ * sharing one call.  Either way the kernel is asked to clear exactly the
+ * queued pages, never one more.
  *
  * Conventions (see libdirtybatch(3)):
  *  - every function that can fail returns a negative errno value and

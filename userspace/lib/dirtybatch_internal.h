@@ -14,6 +14,15 @@
 #include "dirtybatch.h"
 
 /*
+ * Without the module, runs of queued words at most this many zero words
+ * apart in a memslot go in one KVM_CLEAR_DIRTY_LOG.  A zero word costs KVM
+ * 8 bytes of copy_from_user() and one test; a call costs a syscall,
+ * slots_lock, the MMU lock and, when it clears anything, a TLB flush.
+ * 512 words are one page of bitmap (32768 pages, 128 MiB of guest memory).
+ */
+#define DB_FALLBACK_GAP_WORDS	512
+
+/*
  * Where the library sends its requests.  The default backend is the real
  * ioctls; tests substitute recorders that check every request against
  * KVM's rules.  Both callbacks return 0 or a negative errno.  batch_clear
@@ -34,5 +43,8 @@ struct dirtybatch_backend {
 int dirtybatch__set_backend(struct dirtybatch_ctx *ctx,
 			    const struct dirtybatch_backend *be, void *priv,
 			    const struct kvm_dirtybatch_info *module_info);
+
+/* Set the fallback gap of @ctx (DB_FALLBACK_GAP_WORDS by default). */
+int dirtybatch__set_fallback_gap(struct dirtybatch_ctx *ctx, uint64_t words);
 
 #endif /* DIRTYBATCH_INTERNAL_H */

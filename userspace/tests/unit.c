@@ -114,6 +114,7 @@ struct tc {
 	bool module_cfg, forced;
 	struct kvm_dirtybatch_info info;
 	uint64_t maxw;
+	uint64_t gap;		/* fallback: zero words a call may bridge */
 	uint32_t stride;
 
 	/* fake kernel */
@@ -170,12 +171,16 @@ static void rec_add(struct tc *t, uint32_t slot, uint64_t first, uint32_t num,
 	t->recs[t->nrec++] = (struct rec){ slot, num, first, applied };
 }
 
-/* Check one range as KVM would, plus what the library promises. */
+/*
+ * Check one range as KVM would, plus what the library promises: its first
+ * and last words are non-zero, and no more than @gap zero words in a row
+ * lie between.
+ */
 static int fk_check(struct tc *t, uint32_t slot, uint64_t first, uint32_t num,
-		    const uint64_t *bm)
+		    const uint64_t *bm, uint64_t gap)
 {
 	struct mslot *m = mfind(t, slot);
-	uint64_t nw, w;
+	uint64_t nw, w, zeros = 0;
 
 	if (!m) {
 		fail(t, "range for unknown slot %#x", slot);
@@ -196,10 +201,15 @@ static int fk_check(struct tc *t, uint32_t slot, uint64_t first, uint32_t num,
 		return -EINVAL;
 	}
 	nw = (num + 63ULL) / 64;
-	for (w = 0; w < nw; w++)
-		if (!bm[w])
-			fail(t, "zero word %" PRIu64 " inside range slot %#x first %" PRIu64,
-			     w, slot, first);
+	if (!bm[0] || !bm[nw - 1])
+		fail(t, "range slot %#x first %" PRIu64 " starts or ends with a zero word",
+		     slot, first);
+	for (w = 0; w < nw; w++) {
+		zeros = bm[w] ? 0 : zeros + 1;
+		if (zeros > gap)
+			fail(t, "%" PRIu64 " zero words inside range slot %#x first %" PRIu64
+			     " (gap %" PRIu64 ")", zeros, slot, first, gap);
+	}
 	if ((num & 63) && (bm[nw - 1] >> (num & 63)))
 		fail(t, "bits set beyond the slot end");
 	return 0;
@@ -241,7 +251,8 @@ static int fk_clear_log(void *priv, int vm_fd, struct kvm_clear_dirty_log *log)
 	if (t->module_cfg && !t->forced)
 		fail(t, "KVM_CLEAR_DIRTY_LOG in module mode");
 	k = t->calls++;
-	err = fk_check(t, log->slot, log->first_page, log->num_pages, log->dirty_bitmap);
+	err = fk_check(t, log->slot, log->first_page, log->num_pages, log->dirty_bitmap,
+		       t->gap);
 	if (err)
 		return err;
 	if (k == t->fail_at) {
@@ -289,7 +300,7 @@ static int fk_batch(void *priv, int dev_fd, struct kvm_dirtybatch_clear *c)
 			first_bytes = b;
 		bytes += b;
 		err = fk_check(t, r->slot, r->first_page, r->num_pages,
-			       (const uint64_t *)(uintptr_t)r->dirty_bitmap);
+			       (const uint64_t *)(uintptr_t)r->dirty_bitmap, 0);
 		if (err) {
 			c->error_index = i;
 			return err;
@@ -462,41 +473,40 @@ static int rec_cmp(const void *a, const void *b)
 	return x->num < y->num ? -1 : x->num > y->num;
 }
 
-/* Maximal runs of non-zero words, split into pieces of at most maxw words. */
-static size_t expected_ranges(const struct tc *t, uint64_t maxw, struct rec **out)
+/*
+ * Maximal runs of non-zero words, joined over gaps of at most @gap zero
+ * words, split into pieces of at most @maxw words.
+ */
+static size_t expected_ranges(const struct tc *t, uint64_t maxw, uint64_t gap,
+			      struct rec **out)
 {
 	size_t n = 0, cap = 64;
 	struct rec *r = malloc(cap * sizeof(*r));
 
 	for (int i = 0; i < t->n; i++) {
 		const struct mslot *m = &t->s[i];
-		uint64_t nw = (m->npages + 63) / 64, w = 0;
+		uint64_t nw = (m->npages + 63) / 64, w = 0, ws, we, x;
+		bool *nz = calloc(nw + 1, sizeof(*nz));
 
+		for (uint64_t p = 0; p < m->npages; p++)
+			nz[p / 64] |= m->q[p];
 		while (w < nw) {
-			bool nz = false;
-			uint64_t ws;
-
-			for (uint64_t p = w * 64; p < w * 64 + 64 && p < m->npages; p++)
-				nz |= m->q[p];
-			if (!nz) {
+			if (!nz[w]) {
 				w++;
 				continue;
 			}
 			ws = w;
-			for (;;) {
-				bool z = true;
-
-				if (w >= nw)
+			we = w + 1;	/* one past the last non-zero word so far */
+			for (x = we; x < nw; x++) {
+				if (!nz[x])
+					continue;
+				if (x - we > gap)
 					break;
-				for (uint64_t p = w * 64; p < w * 64 + 64 && p < m->npages; p++)
-					z &= !m->q[p];
-				if (z)
-					break;
-				w++;
+				we = x + 1;
 			}
-			/* run [ws, w) */
-			for (uint64_t ps = ws; ps < w; ps += maxw) {
-				uint64_t pe = ps + maxw < w ? ps + maxw : w;
+			w = we;
+			for (uint64_t ps = ws; ps < we; ps += maxw) {
+				uint64_t pe = ps + maxw < we ? ps + maxw : we;
 
 				if (n == cap) {
 					cap *= 2;
@@ -507,6 +517,7 @@ static size_t expected_ranges(const struct tc *t, uint64_t maxw, struct rec **ou
 					ps * 64, false };
 			}
 		}
+		free(nz);
 	}
 	*out = r;
 	return n;
@@ -542,7 +553,7 @@ static void do_submit(struct tc *t, bool inject)
 		return;
 	for (int s = 0; s < t->n; s++)
 		memset(t->s[s].clr, 0, t->s[s].npages);
-	nexp = expected_ranges(t, maxw, &exp);
+	nexp = expected_ranges(t, maxw, module ? 0 : t->gap, &exp);
 	if (nexp)
 		qsort(exp, nexp, sizeof(*exp), rec_cmp);
 	t->nrec = 0;
@@ -1181,6 +1192,12 @@ static bool run_case(uint64_t seed, char *why, size_t whylen)
 		return false;
 	}
 	t.forced = true;
+	{
+		static const uint64_t gaps[] = { 0, 1, 2, 3, 7, 64, DB_FALLBACK_GAP_WORDS };
+
+		t.gap = gaps[rndn(sizeof(gaps) / sizeof(gaps[0]))];
+		dirtybatch__set_fallback_gap(t.ctx, t.gap);
+	}
 	t.module_cfg = rndn(2);
 	if (t.module_cfg) {
 		t.info = (struct kvm_dirtybatch_info){
@@ -1266,6 +1283,7 @@ static struct tc *tc_new(bool module, uint32_t max_ranges, uint32_t max_bytes,
 	t->shift = 12;
 	t->ps = 4096;
 	t->fail_at = -1;
+	t->gap = DB_FALLBACK_GAP_WORDS;
 	if (dirtybatch_open(FAKE_VM_FD, &o, &t->ctx))
 		abort();
 	t->forced = true;
@@ -1376,8 +1394,9 @@ static void test_tail_rule(void)
 	const struct rec e[] = {
 		{ 1, 36, 64, 0 },	/* page 99: tail range to slot end */
 		{ 2, 64, 64, 0 },	/* page 127 of 128: a full word */
-		{ 3, 128, 0, 0 },	/* pages 0 and 64..127: words 0-1 */
-		{ 3, 8, 192, 0 },	/* page 199: tail of 8 pages */
+		/* pages 0, 64..127 (words 0-1) and 199 (tail of word 3):
+		 * one call across the zero word 2, to the slot end */
+		{ 3, 200, 0, 0 },
 	};
 
 	qp(t, 1, 99, 1);
@@ -1386,8 +1405,36 @@ static void test_tail_rule(void)
 	qg(t, 0, 0x100000000ULL + 64 * 4096, 64 * 4096);
 	qp(t, 3, 199, 1);
 	do_submit(t, false);
-	tap_ok(!t->bad && recs_equal(t, e, 4),
+	tap_ok(!t->bad && recs_equal(t, e, 3),
 	       "tail rule, word alignment and maximal runs (fallback) %s", t->why);
+	tc_del(t);
+}
+
+static void test_fallback_gap(void)
+{
+	const uint64_t g = DB_FALLBACK_GAP_WORDS;
+	struct dirtybatch_memslot d[] = {
+		{ .slot = 4, .guest_phys_addr = 0, .npages = 64 * (3 * g + 10) },
+	};
+	struct tc *t = tc_new(false, 0, 0, d, 1);
+	struct dirtybatch_result res;
+	/* words 0 and g + 1 (g zero words apart): one call; word 2g + 3
+	 * (g + 1 zero words after): a second one */
+	const struct rec e[] = {
+		{ 4, (uint32_t)(64 * (g + 2)), 0, 0 },
+		{ 4, 64, 64 * (2 * g + 3), 0 },
+	};
+
+	qp(t, 4, 5, 1);
+	qp(t, 4, 64 * (g + 1) + 63, 1);
+	qp(t, 4, 64 * (2 * g + 3), 1);
+	t->calls = 0;
+	t->nrec = 0;
+	dirtybatch_submit(t->ctx, &res);
+	qsort(t->recs, t->nrec, sizeof(*t->recs), rec_cmp);
+	tap_ok(!t->bad && res.ioctls == 2 && res.pages_requested == 3 && recs_equal(t, e, 2),
+	       "fallback joins runs %" PRIu64 " zero words apart, not %" PRIu64 " %s",
+	       g, g + 1, t->why);
 	tc_del(t);
 }
 
@@ -1465,17 +1512,19 @@ static void test_module_limits(void)
 static void test_error_path(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 1000 },
-		{ .slot = 2, .guest_phys_addr = 1 << 30, .npages = 1000 },
+		{ .slot = 1, .guest_phys_addr = 0, .npages = 64 * 4 * DB_FALLBACK_GAP_WORDS },
+		{ .slot = 2, .guest_phys_addr = 1ULL << 34, .npages = 1000 },
 	};
+	/* three pages in words too far apart to share a call */
+	const uint64_t far = 64 * (DB_FALLBACK_GAP_WORDS + 2);
 	struct tc *t = tc_new(false, 0, 0, d, 2);
 	struct dirtybatch_result res;
 	int64_t r;
 	bool ok1, ok2;
 
 	qp(t, 1, 0, 1);
-	qp(t, 1, 128, 1);
-	qp(t, 1, 256, 1);
+	qp(t, 1, far, 1);
+	qp(t, 1, 2 * far, 1);
 	t->fail_at = 1;
 	t->fail_err = -EFAULT;
 	t->calls = 0;
@@ -1484,13 +1533,13 @@ static void test_error_path(void)
 	r = dirtybatch_submit(t->ctx, &res);
 	ok1 = r == -EFAULT && errno == 77 && res.error == -EFAULT && res.ioctls == 2 &&
 	      res.ranges == 1 && res.pages_requested == 1 && res.error_slot == 1 &&
-	      res.error_first_page == 128 && res.pages_pending == 2 &&
+	      res.error_first_page == far && res.pages_pending == 2 &&
 	      dirtybatch_pending(t->ctx) == 2;
 	t->fail_at = -1;
 	t->calls = 0;
 	t->nrec = 0;
 	r = dirtybatch_submit(t->ctx, &res);
-	ok2 = r == 2 && res.ranges == 2 && t->nrec == 2 && t->recs[0].first == 128 &&
+	ok2 = r == 2 && res.ranges == 2 && t->nrec == 2 && t->recs[0].first == far &&
 	      dirtybatch_pending(t->ctx) == 0;
 	tap_ok(ok1 && ok2 && !t->bad, "failed fallback submit reports progress and keeps the rest queued");
 	tc_del(t);
@@ -1766,7 +1815,7 @@ int main(void)
 	const char *e;
 	uint64_t seed = 0x5eed2024ULL, cases = 100000, failures = 0, i;
 	char why[512];
-	int plan = 15;
+	int plan = 16;
 
 #ifdef DB_WRAP_MALLOC
 	plan++;
@@ -1782,6 +1831,7 @@ int main(void)
 	test_open_detection();
 	test_layout_errors();
 	test_tail_rule();
+	test_fallback_gap();
 	test_merge();
 	test_gpa_split();
 	test_module_limits();
