@@ -23,9 +23,9 @@
  *
  * A submit turns each maximal run of non-zero words into one range: first
  * page 64 * first word, length 64 * words, or up to the slot end if the run
- * reaches the last word (KVM's tail rule).  Without the module, runs less
- * than DB_FALLBACK_GAP_WORDS zero words apart share one KVM_CLEAR_DIRTY_LOG
- * (see next_run()).  The words are zeroed only after the kernel accepted
+ * reaches the last word (KVM's tail rule), except that runs a few zero
+ * words apart share one range (DB_MODULE_GAP_WORDS, DB_FALLBACK_GAP_WORDS;
+ * see next_run()).  The words are zeroed only after the kernel accepted
  * the range, so on error the batch keeps exactly what was not applied.
  */
 #define _GNU_SOURCE
@@ -65,6 +65,7 @@ struct dirtybatch_ctx {
 	unsigned int page_shift;
 	int mode;
 	uint64_t fallback_gap;		/* DB_FALLBACK_GAP_WORDS; tests vary it */
+	uint64_t module_gap;		/* DB_MODULE_GAP_WORDS; tests vary it */
 	bool force_fallback;
 	bool module_ok;		/* module usable */
 	int32_t detect_err;	/* why not, if !module_ok */
@@ -706,15 +707,19 @@ static void note_applied(struct dirtybatch_ctx *ctx, struct db_slot *s,
 /*
  * The next range of words of @s to send, from word *@w on: [*@ws, *@we),
  * a maximal run of non-zero words, extended over gaps of at most @gap zero
- * words to the runs that follow.  Advances *@w past it; false when nothing
- * is queued from *@w on.  Walks the summary a word (64 bitmap words) at a
- * time and a run of set bits at a time, so that many short runs with short
- * gaps cost a few instructions each.
+ * words to the runs that follow as long as it stays within @maxlen words
+ * (a run of non-zero words alone may be longer: the caller cuts it into
+ * pieces, none of which then starts or ends with a zero word).  Advances
+ * *@w past it; false when nothing is queued from *@w on.  Walks the
+ * summary a run of set bits at a time (a summary word at a time when the
+ * gap is 63 or more and the length unbounded), so that many short runs
+ * with short gaps cost a few instructions each.
  */
 static bool next_run(const struct db_slot *s, uint64_t *w, uint64_t gap,
-		     uint64_t *ws, uint64_t *we)
+		     uint64_t maxlen, uint64_t *ws, uint64_t *we)
 {
 	const uint64_t *sum = s->sum;
+	bool whole_words = gap >= 63 && maxlen == UINT64_MAX;
 	uint64_t lim, a, last, i, x;
 
 	if (*w == NO_WORD)
@@ -733,9 +738,9 @@ static bool next_run(const struct db_slot *s, uint64_t *w, uint64_t gap,
 			uint64_t b = (i << 6) + t, y = x >> t;
 			unsigned int ones = ~y ? (unsigned int)__builtin_ctzll(~y) : 64 - t;
 
-			if (b > last + 1 + gap)
+			if (b > last + 1 && (b - last - 1 > gap || b - a >= maxlen))
 				goto out;
-			if (gap >= 63) {
+			if (whole_words) {
 				/* no gap inside one summary word is longer */
 				last = (i << 6) + 63 - (uint64_t)__builtin_clzll(x);
 				break;
@@ -748,8 +753,6 @@ static bool next_run(const struct db_slot *s, uint64_t *w, uint64_t gap,
 		x = sum[i];
 	}
 out:
-	if (last >= lim)	/* summary bits past wmax are never set */
-		last = lim - 1;
 	*ws = a;
 	*we = last + 1;
 	*w = last + 1;
@@ -764,7 +767,7 @@ static int submit_fallback(struct dirtybatch_ctx *ctx, struct dirtybatch_result 
 		struct db_slot *s = ctx->dirty[i];
 		uint64_t w = s->wmin, ws, we;
 
-		while (next_run(s, &w, ctx->fallback_gap, &ws, &we)) {
+		while (next_run(s, &w, ctx->fallback_gap, UINT64_MAX, &ws, &we)) {
 			struct kvm_clear_dirty_log log;
 			int err;
 
@@ -843,8 +846,7 @@ static int submit_module(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r
 		struct db_slot *s = ctx->dirty[i];
 		uint64_t w = s->wmin, ws, we;
 
-		/* one range costs the module little: no gaps bridged */
-		while (next_run(s, &w, 0, &ws, &we)) {
+		while (next_run(s, &w, ctx->module_gap, ctx->max_piece_words, &ws, &we)) {
 			/* pieces only where the module's bitmap limit needs */
 			while (ws < we) {
 				uint64_t pe = we - ws > ctx->max_piece_words ?
@@ -1098,6 +1100,7 @@ DIRTYBATCH_API int dirtybatch_open(int vm_fd, const struct dirtybatch_opts *opts
 	ctx->vm_fd = vm_fd;
 	ctx->dev_fd = -1;
 	ctx->fallback_gap = DB_FALLBACK_GAP_WORDS;
+	ctx->module_gap = DB_MODULE_GAP_WORDS;
 	ctx->page_size = (uint32_t)ps;
 	ctx->page_shift = (unsigned int)__builtin_ctzl((unsigned long)ps);
 	ctx->be = &sys_backend;
@@ -1235,11 +1238,13 @@ int dirtybatch__set_backend(struct dirtybatch_ctx *ctx,
 	return 0;
 }
 
-int dirtybatch__set_fallback_gap(struct dirtybatch_ctx *ctx, uint64_t words)
+int dirtybatch__set_gaps(struct dirtybatch_ctx *ctx, uint64_t fallback_words,
+			 uint64_t module_words)
 {
 	if (!ctx)
 		return -EINVAL;
-	ctx->fallback_gap = words;
+	ctx->fallback_gap = fallback_words;
+	ctx->module_gap = module_words;
 	return 0;
 }
 

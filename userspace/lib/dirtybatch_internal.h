@@ -23,6 +23,14 @@
 #define DB_FALLBACK_GAP_WORDS	512
 
 /*
+ * With the module, runs at most this many zero words apart go in one range
+ * (within the module's bitmap limit per range).  A range costs the module
+ * its own copy_from_user() of the bitmap, a memslot lookup and a loop; a
+ * zero word 8 bytes of that copy and one test.
+ */
+#define DB_MODULE_GAP_WORDS	16
+
+/*
  * Where the library sends its requests.  The default backend is the real
  * ioctls; tests substitute recorders that check every request against
  * KVM's rules.  Both callbacks return 0 or a negative errno.  batch_clear
@@ -44,7 +52,8 @@ int dirtybatch__set_backend(struct dirtybatch_ctx *ctx,
 			    const struct dirtybatch_backend *be, void *priv,
 			    const struct kvm_dirtybatch_info *module_info);
 
-/* Set the fallback gap of @ctx (DB_FALLBACK_GAP_WORDS by default). */
-int dirtybatch__set_fallback_gap(struct dirtybatch_ctx *ctx, uint64_t words);
+/* Set the gaps of @ctx (DB_FALLBACK_GAP_WORDS, DB_MODULE_GAP_WORDS by default). */
+int dirtybatch__set_gaps(struct dirtybatch_ctx *ctx, uint64_t fallback_words,
+			 uint64_t module_words);
 
 #endif /* DIRTYBATCH_INTERNAL_H */
