@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvm_vm.h"
@@ -181,8 +182,8 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
-int vm_start_vcpu(struct vm *vm, uint64_t gpa, uint64_t npages, uint32_t seed,
-		  uint32_t delay)
+static int start_vcpu(struct vm *vm, uint64_t gpa, uint64_t npages, uint32_t seed,
+		      uint32_t delay, bool sweep)
 {
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
@@ -236,12 +237,50 @@ int vm_start_vcpu(struct vm *vm, uint64_t gpa, uint64_t npages, uint32_t seed,
 
 	vm->ctl->stop = 0;
 	vm->ctl->delay = delay;
+	vm->ctl->sweep = sweep;
+	vm->ctl->gen = 0;
+	vm->ctl->ack = 0;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	r = pthread_create(&vm->thread, NULL, vcpu_thread, vm);
 	if (r) {
 		errno = r;
 		return vm_fail(vm, "pthread_create");
 	}
 	vm->running = true;
+	return 0;
+}
+
+int vm_start_vcpu(struct vm *vm, uint64_t gpa, uint64_t npages, uint32_t seed,
+		  uint32_t delay)
+{
+	return start_vcpu(vm, gpa, npages, seed, delay, false);
+}
+
+int vm_start_sweeper(struct vm *vm, uint64_t gpa, uint64_t npages)
+{
+	return start_vcpu(vm, gpa, npages, 0, 0, true);
+}
+
+int vm_sweep(struct vm *vm, unsigned int timeout_ms)
+{
+	uint32_t gen = vm->ctl->gen + 1;
+	struct timespec t0, t;
+
+	__atomic_store_n(&vm->ctl->gen, gen, __ATOMIC_SEQ_CST);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (__atomic_load_n(&vm->ctl->ack, __ATOMIC_ACQUIRE) != gen) {
+		if (!vm->running || vm->run_err) {
+			snprintf(vm->err, sizeof(vm->err), "vCPU stopped during a sweep");
+			return -EIO;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >
+		    (long)timeout_ms) {
+			snprintf(vm->err, sizeof(vm->err), "sweep took over %u ms", timeout_ms);
+			return -ETIMEDOUT;
+		}
+		usleep(100);
+	}
 	return 0;
 }
 
@@ -261,6 +300,45 @@ int vm_stop_vcpu(struct vm *vm)
 		return -EIO;
 	}
 	return 0;
+}
+
+int vm_stat(struct vm *vm, const char *name, uint64_t *val)
+{
+	struct kvm_stats_header h;
+	size_t dsz;
+	char *descs = NULL;
+	int fd, r = -ENOENT;
+
+	fd = ioctl(vm->vm_fd, KVM_GET_STATS_FD, NULL);
+	if (fd < 0)
+		return -errno;
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		r = -EIO;
+		goto out;
+	}
+	dsz = sizeof(struct kvm_stats_desc) + h.name_size;
+	descs = malloc(dsz * h.num_desc);
+	if (!descs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (pread(fd, descs, dsz * h.num_desc, h.desc_offset) != (ssize_t)(dsz * h.num_desc)) {
+		r = -EIO;
+		goto out;
+	}
+	for (uint32_t i = 0; i < h.num_desc; i++) {
+		const struct kvm_stats_desc *d = (const void *)(descs + i * dsz);
+
+		if (strcmp(d->name, name))
+			continue;
+		r = pread(fd, val, sizeof(*val), h.data_offset + d->offset) ==
+		    (ssize_t)sizeof(*val) ? 0 : -EIO;
+		break;
+	}
+out:
+	free(descs);
+	close(fd);
+	return r;
 }
 
 void vm_destroy(struct vm *vm)

@@ -17,7 +17,7 @@
 
 /* Control page layout (see guest_code.S). */
 struct guest_ctl {
-	volatile uint32_t gen, stop, ack, writes, delay;
+	volatile uint32_t gen, stop, ack, writes, delay, sweep;
 };
 
 #define GUEST_CODE_GPA	0x1000ULL
@@ -57,8 +57,16 @@ int vm_get_dirty_log(struct vm *vm, uint32_t slot, uint64_t *bm);
 /* vCPU writing stamps into [gpa, gpa + npages pages). */
 int vm_start_vcpu(struct vm *vm, uint64_t gpa, uint64_t npages, uint32_t seed,
 		  uint32_t delay);
+/* vCPU that writes every page of [gpa, gpa + npages pages) once per
+ * vm_sweep() (the first byte of each page), and idles in between. */
+int vm_start_sweeper(struct vm *vm, uint64_t gpa, uint64_t npages);
+/* One sweep: returns when the vCPU wrote every page; -ETIMEDOUT after
+ * @timeout_ms. */
+int vm_sweep(struct vm *vm, unsigned int timeout_ms);
 int vm_stop_vcpu(struct vm *vm);
 void vm_destroy(struct vm *vm);
 struct vm_slot *vm_find(struct vm *vm, uint32_t slot);
+/* A VM statistic of KVM_GET_STATS_FD by name: 0, -ENOENT, or -errno. */
+int vm_stat(struct vm *vm, const char *name, uint64_t *val);
 
 #endif
