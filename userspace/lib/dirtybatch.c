@@ -282,9 +282,9 @@ static void queue_run(struct dirtybatch_ctx *ctx, struct db_slot *s,
  * queue_bitmap() for n <= 64, QEMU's smallest clear chunks: the bits land
  * in one or two words.  Kept apart so that this path has a small frame.
  */
-static inline void queue_bitmap_short(struct dirtybatch_ctx *ctx, struct db_slot *s,
-				      uint64_t first, uint64_t n, const uint64_t *src,
-				      uint64_t off)
+static inline __attribute__((always_inline)) void
+queue_bitmap_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
+		   uint64_t n, const uint64_t *src, uint64_t off)
 {
 	unsigned int sh = first & 63;
 	uint64_t w0 = first >> 6, w1 = (first + n - 1) >> 6;
@@ -595,11 +595,12 @@ DIRTYBATCH_API int dirtybatch_add_pages(struct dirtybatch_ctx *ctx,
 	return 0;
 }
 
-DIRTYBATCH_API int dirtybatch_add_bitmap(struct dirtybatch_ctx *ctx,
-					 uint32_t slot, uint64_t first_page,
-					 uint64_t npages,
-					 const uint64_t *bitmap,
-					 uint64_t bit_offset)
+/* dirtybatch_add_bitmap() with every check, errors included. */
+static __attribute__((noinline)) int add_bitmap_checked(struct dirtybatch_ctx *ctx,
+							 uint32_t slot, uint64_t first_page,
+							 uint64_t npages,
+							 const uint64_t *bitmap,
+							 uint64_t bit_offset)
 {
 	struct db_slot *s;
 
@@ -623,6 +624,32 @@ DIRTYBATCH_API int dirtybatch_add_bitmap(struct dirtybatch_ctx *ctx,
 	else
 		queue_bitmap(ctx, s, first_page, npages, bitmap, bit_offset);
 	return 0;
+}
+
+DIRTYBATCH_API int dirtybatch_add_bitmap(struct dirtybatch_ctx *ctx,
+					 uint32_t slot, uint64_t first_page,
+					 uint64_t npages,
+					 const uint64_t *bitmap,
+					 uint64_t bit_offset)
+{
+	struct db_slot *s;
+
+	/*
+	 * QEMU clears in chunks as small as 64 pages, one call each: a chunk
+	 * of the previous call's slot that passes every check the short way
+	 * (1..64 pages, inside the slot, the caller's bits neither overflowing
+	 * nor wrapping) is queued here, without the full checks' frame.
+	 */
+	s = ctx ? ctx->last : NULL;
+	if (s && s->slot == slot && bitmap && npages - 1 < 64 &&
+	    first_page < s->npages && npages <= s->npages - first_page &&
+	    bit_offset <= UINT64_MAX - 64 &&
+	    (bit_offset + npages - 1) / 64 <=
+	    (UINTPTR_MAX - (uintptr_t)bitmap) / sizeof(uint64_t)) {
+		queue_bitmap_short(ctx, s, first_page, npages, bitmap, bit_offset);
+		return 0;
+	}
+	return add_bitmap_checked(ctx, slot, first_page, npages, bitmap, bit_offset);
 }
 
 DIRTYBATCH_API int dirtybatch_add_gpa(struct dirtybatch_ctx *ctx,
