@@ -50,6 +50,8 @@ Options for the benchmark itself (defaults in brackets):
   --vcpus N [2]  --mem MIB [512]  --ram-slots N [3]  --slots N [24]
   --runs N [256]  --dirty PAGES [512]  --rounds N [15]  --warmup N [1]
   --seed N [1]  --budget SECONDS [150 unless --rounds is given]
+  --window-ms N [the warm-up's slowest clear + send, plus a quarter]:
+                 guest throughput window, the same for every strategy
   (--host-only: --rounds 100 unless given)
   --strategies LIST  --verbose (see build/bench/dirtybatch_migration_bench --help)
 
@@ -77,7 +79,7 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout=${2-}; shift 2 || { usage >&2; exit 2; } ;;
 	--timeout=*) timeout=${1#*=}; shift ;;
 	--vcpus | --mem | --ram-slots | --slots | --runs | --dirty | --rounds | \
-	--warmup | --seed | --budget | --strategies)
+	--warmup | --seed | --budget | --strategies | --window-ms)
 		[ $# -ge 2 ] || { echo "bench: $1 needs a value" >&2; exit 2; }
 		case $1 in
 		--vcpus) vcpus=$2 ;;
@@ -88,7 +90,7 @@ while [ $# -gt 0 ]; do
 		shift 2
 		;;
 	--vcpus=* | --mem=* | --ram-slots=* | --slots=* | --runs=* | --dirty=* | \
-	--rounds=* | --warmup=* | --seed=* | --budget=* | --strategies=*)
+	--rounds=* | --warmup=* | --seed=* | --budget=* | --strategies=* | --window-ms=*)
 		case $1 in
 		--vcpus=*) vcpus=${1#*=} ;;
 		--rounds=*) rounds_given=1 ;;

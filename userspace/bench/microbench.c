@@ -359,6 +359,80 @@ static int kvm_setup(struct kvm_env *e)
 	return 0;
 }
 
+/*
+ * One table row per workload: the library's own time (null backend), the
+ * kernel's (a real submit of the same batch, best of several, minus the
+ * library's), the share.  @redirty makes the queued pages dirty again
+ * before each real submit, untimed; it returns 0 or a negative errno.
+ */
+static void share_table(int vm_fd, bool module, uint64_t *bm,
+			int (*redirty)(void *arg), void *arg, struct worst *worst,
+			unsigned int min_iters, unsigned int max_iters)
+{
+	printf("%-46s %10s %12s %12s %8s %8s\n", "workload", "pages", "lib ns",
+	       "kernel ns", "share", "ioctls");
+	for (size_t i = 0; i < sizeof(works) / sizeof(works[0]); i++) {
+		struct dirtybatch_ctx *lib = bench_ctx(vm_fd, module, true);
+		struct dirtybatch_ctx *real = bench_ctx(vm_fd, module, false);
+		struct dirtybatch_result res;
+		struct meas m;
+		double t_real = 0, best = 1e300, t0, t, start = now_ns();
+		uint64_t iters = 0, ioctls = 0;
+		int err;
+
+		if (!lib || !real || (module && dirtybatch_mode(real) != DIRTYBATCH_MODE_MODULE)) {
+			printf("%-46s context setup failed\n", works[i].name);
+			goto next;
+		}
+		measure(lib, &works[i], bm, &m);
+		do {
+			err = redirty(arg);
+			if (err) {
+				printf("%-46s making the pages dirty again: %s\n", works[i].name,
+				       strerror(-err));
+				break;
+			}
+			t0 = now_ns();
+			works[i].queue(real, bm, wn(&works[i]));
+			if (dirtybatch_submit(real, &res) < 0) {
+				printf("%-46s submit failed: %s\n", works[i].name,
+				       strerror(-res.error));
+				break;
+			}
+			t = now_ns() - t0;
+			t_real += t;
+			if (t < best)
+				best = t;
+			ioctls += res.ioctls;
+			iters++;
+		} while (iters < min_iters ||
+			 (iters < max_iters && t_real < bench_ms * 1e6 &&
+			  now_ns() - start < 10 * bench_ms * 1e6));
+		if (iters) {
+			double kern = best - m.ns;
+
+			note_share(worst, works[i].name, m.ns, kern);
+			printf("%-46s %10" PRIu64 " %12.0f %12.0f %7.2f%% %8" PRIu64 "\n",
+			       works[i].name, m.pages, m.ns, kern,
+			       kern > 0 ? 100.0 * m.ns / kern : 0.0, ioctls / iters);
+		}
+next:
+		dirtybatch_close(lib);
+		dirtybatch_close(real);
+	}
+}
+
+/* Part 2: all bits dirty again (INITIALLY_SET) by toggling dirty logging. */
+static int toggle_logging(void *arg)
+{
+	struct kvm_env *e = arg;
+
+	if (set_log(e, 0, false) || set_log(e, 1, false) ||
+	    set_log(e, 0, true) || set_log(e, 1, true))
+		return -errno;
+	return 0;
+}
+
 static void part2(uint64_t *bm)
 {
 	struct kvm_env e = { -1, -1, { NULL, NULL } };
@@ -374,58 +448,19 @@ static void part2(uint64_t *bm)
 		printf("skipped: /dev/kvm: %s\n", strerror(-err));
 		return;
 	}
-	printf("%-46s %10s %12s %12s %8s %8s\n", "workload", "pages", "lib ns",
-	       "kernel ns", "share", "ioctls");
-	for (size_t i = 0; i < sizeof(works) / sizeof(works[0]); i++) {
-		struct dirtybatch_ctx *lib = bench_ctx(e.vm, module, true);
-		struct dirtybatch_ctx *real = bench_ctx(e.vm, module, false);
-		struct dirtybatch_result res;
-		struct meas m;
-		double t_real = 0, best = 1e300, t0, t;
-		uint64_t iters = 0, ioctls = 0;
-
-		if (!lib || !real || (module && dirtybatch_mode(real) != DIRTYBATCH_MODE_MODULE)) {
-			printf("%-46s context setup failed\n", works[i].name);
-			continue;
-		}
-		measure(lib, &works[i], bm, &m);
-		do {
-			/* all bits dirty again (INITIALLY_SET), untimed */
-			set_log(&e, 0, false);
-			set_log(&e, 1, false);
-			set_log(&e, 0, true);
-			set_log(&e, 1, true);
-			t0 = now_ns();
-			works[i].queue(real, bm, wn(&works[i]));
-			if (dirtybatch_submit(real, &res) < 0) {
-				printf("%-46s submit failed: %s\n", works[i].name,
-				       strerror(-res.error));
-				break;
-			}
-			t = now_ns() - t0;
-			t_real += t;
-			if (t < best)
-				best = t;
-			ioctls += res.ioctls;
-			iters++;
-		} while (t_real < bench_ms * 1e6 && iters < 200);
-		if (iters) {
-			double kern = best - m.ns;
-
-			note_share(&worst_first, works[i].name, m.ns, kern);
-			printf("%-46s %10" PRIu64 " %12.0f %12.0f %7.2f%% %8" PRIu64 "\n",
-			       works[i].name, m.pages, m.ns, kern,
-			       kern > 0 ? 100.0 * m.ns / kern : 0.0, ioctls / iters);
-		}
-		dirtybatch_close(lib);
-		dirtybatch_close(real);
-	}
+	share_table(e.vm, module, bm, toggle_logging, &e, &worst_first, 1, 200);
 	close(e.vm);
 	close(e.kvm);
 }
 
 /* ------------------------------------------------------------------ */
 /* Part 3: steady state, every page written by a vCPU before the clear. */
+
+/* Part 3: the vCPU writes every page again (and KVM maps it writable). */
+static int sweep_once(void *arg)
+{
+	return vm_sweep(arg, 120000);
+}
 
 static void part3(uint64_t *bm)
 {
@@ -469,52 +504,7 @@ static void part3(uint64_t *bm)
 		g = big;
 		return;
 	}
-	printf("%-46s %10s %12s %12s %8s %8s\n", "workload", "pages", "lib ns",
-	       "kernel ns", "share", "ioctls");
-	for (size_t i = 0; i < sizeof(works) / sizeof(works[0]); i++) {
-		struct dirtybatch_ctx *lib = bench_ctx(vm.vm_fd, module, true);
-		struct dirtybatch_ctx *real = bench_ctx(vm.vm_fd, module, false);
-		struct dirtybatch_result res;
-		struct meas m;
-		double best = 1e300, t0, t, start = now_ns();
-		uint64_t iters = 0, ioctls = 0;
-
-		if (!lib || !real || (module && dirtybatch_mode(real) != DIRTYBATCH_MODE_MODULE)) {
-			printf("%-46s context setup failed\n", works[i].name);
-			goto next;
-		}
-		measure(lib, &works[i], bm, &m);
-		do {
-			/* untimed: every page dirty and mapped writable again */
-			if (vm_sweep(&vm, 120000)) {
-				printf("%-46s %s\n", works[i].name, vm.err);
-				break;
-			}
-			t0 = now_ns();
-			works[i].queue(real, bm, wn(&works[i]));
-			if (dirtybatch_submit(real, &res) < 0) {
-				printf("%-46s submit failed: %s\n", works[i].name,
-				       strerror(-res.error));
-				break;
-			}
-			t = now_ns() - t0;
-			if (t < best)
-				best = t;
-			ioctls += res.ioctls;
-			iters++;
-		} while (iters < 3 || (iters < 20 && now_ns() - start < 10 * bench_ms * 1e6));
-		if (iters) {
-			double kern = best - m.ns;
-
-			note_share(&worst_steady, works[i].name, m.ns, kern);
-			printf("%-46s %10" PRIu64 " %12.0f %12.0f %7.2f%% %8" PRIu64 "\n",
-			       works[i].name, m.pages, m.ns, kern,
-			       kern > 0 ? 100.0 * m.ns / kern : 0.0, ioctls / iters);
-		}
-next:
-		dirtybatch_close(lib);
-		dirtybatch_close(real);
-	}
+	share_table(vm.vm_fd, module, bm, sweep_once, &vm, &worst_steady, 3, 20);
 	vm_stop_vcpu(&vm);
 	vm_destroy(&vm);
 	g = big;
