@@ -61,7 +61,8 @@ apt_install() {
 	apt_quiet install -y -qq --no-install-recommends $miss
 }
 
-BASE_PKGS="gcc make libc6-dev pkg-config bc flex bison python3 \
+# gcc-multilib: the 32-bit (compat ioctl) builds of some selftests.
+BASE_PKGS="gcc gcc-multilib make libc6-dev pkg-config bc flex bison python3 \
 qemu-system-x86 busybox-static cpio xz-utils kmod udev dkms debhelper dh-dkms \
 linux-image-amd64 linux-headers-amd64 linux-source-6.1 linux-source-6.12"
 # shellcheck disable=SC2086

@@ -29,7 +29,9 @@
 #define MAX_DS		32
 #define MAX_BATCH	256
 #define LIST_MAX	160
-#define BIG_PAGES	((2 * KVM_DIRTYBATCH_LOCK_BREAK_WORDS + 37) * 64 + 100)
+/* Two lock breaks; one in a 32-bit build, whose twin VMs must fit in 4 GiB */
+#define BIG_PAGES	(((sizeof(void *) < 8 ? 1 : 2) * KVM_DIRTYBATCH_LOCK_BREAK_WORDS + 37) * \
+			 64 + 100)
 
 struct dslot {
 	uint32_t slot;
