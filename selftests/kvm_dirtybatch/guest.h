@@ -19,6 +19,7 @@
 #define GUEST_CTRL_LIST		20	/* host: GPA of the page list (u32[]) */
 #define GUEST_CTRL_PASSES	24	/* host: passes over the list, 0 = loop */
 #define GUEST_CTRL_DONE		28	/* guest: passes completed */
+#define GUEST_CTRL_DELAY	32	/* host: spin iterations after each store */
 
 /* I/O port the guest writes to when it is done. */
 #define GUEST_EXIT_PORT		0x10
@@ -35,10 +36,12 @@ struct guest_ctrl {
 	volatile uint32_t list_gpa;
 	volatile uint32_t passes;
 	volatile uint32_t done;
+	volatile uint32_t delay;
 };
 
 _Static_assert(__builtin_offsetof(struct guest_ctrl, pause_ack) == GUEST_CTRL_PAUSE_ACK, "ctrl");
 _Static_assert(__builtin_offsetof(struct guest_ctrl, done) == GUEST_CTRL_DONE, "ctrl");
+_Static_assert(__builtin_offsetof(struct guest_ctrl, delay) == GUEST_CTRL_DELAY, "ctrl");
 
 extern const unsigned char guest_code_start[], guest_code_end[];
 #endif

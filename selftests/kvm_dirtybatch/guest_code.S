@@ -44,6 +44,11 @@ run:
 	movl	%ebx, (%edi,%eax,8)		/* the tracked store */
 	movl	%ebx, GUEST_CTRL_SEQ(%esi)
 	incl	%ecx
+	movl	GUEST_CTRL_DELAY(%esi), %eax	/* throttle, if asked */
+	testl	%eax, %eax
+	jz	next
+2:	decl	%eax
+	jnz	2b
 	jmp	next
 pass_done:
 	incl	GUEST_CTRL_DONE(%esi)

@@ -17,10 +17,11 @@
  * memory the guest never touched.
  *
  * Part 3, steady state: as part 2, but a vCPU writes every page of both
- * memslots before each clear (the library tests' VM helper in sweep
- * mode), so KVM also write-protects every page it clears, as in the
- * rounds that decide whether a migration converges.  Smaller memslots
- * (the 32-bit guest writes below 4 GiB), workloads scaled to fit.
+ * memslots before each clear (one pass of the kselftests' VM helper's
+ * guest over a list of all their pages), so KVM also write-protects every
+ * page it clears, as in the rounds that decide whether a migration
+ * converges.  Smaller memslots (the 32-bit guest writes below 4 GiB),
+ * workloads scaled to fit.
  *
  * Module mode is used when /dev/kvm_dirtybatch is there, fallback
  * otherwise.
@@ -31,7 +32,9 @@
  * DIRTYBATCH_BENCH_STEADY_SHIFT the size of part 3's memslots (2^N pages,
  * 10 <= N <= 18, default 18).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -44,7 +47,7 @@
 #include <unistd.h>
 
 #include "dirtybatch_internal.h"
-#include "kvm_vm.h"
+#include "vm.h"
 
 #define PS	4096ULL
 
@@ -459,54 +462,63 @@ static void part2(uint64_t *bm)
 /* Part 3: the vCPU writes every page again (and KVM maps it writable). */
 static int sweep_once(void *arg)
 {
-	return vm_sweep(arg, 120000);
+	struct vm *vm = arg;
+
+	/* one more pass over the list, then the guest exits to us */
+	vm->ctrl->passes = vm->ctrl->done + 1;
+	vcpu_reset(vm);
+	vcpu_run_to_done(vm);
+	return 0;
 }
+
+#define LIST_SLOT	3
+#define LIST_GPA	(16ULL << 20)
 
 static void part3(uint64_t *bm)
 {
 	bool module = access("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, F_OK) == 0;
-	struct vm vm;
-	int err;
+	uint64_t npages, p4k = 0, p2m = 0;
+	const char *why = NULL;
+	uint32_t *list;
+	struct vm *vm;
 
 	g = small;
+	npages = A_PAGES + B_PAGES;
 	printf("\n== steady state (%s path): every page written by a vCPU since the last\n"
 	       "   clear, as in a migration's later rounds, so KVM write-protects what it\n"
 	       "   clears; memslots of %" PRIu64 " pages, workloads scaled to fit\n",
 	       module ? "module" : "fallback", small.a_pages);
-	err = vm_create(&vm);
-	if (!err)
-		err = vm_add_slot(&vm, SLOT_A, BASE, A_PAGES);
-	if (!err)
-		err = vm_add_slot(&vm, SLOT_B, BASE + A_PAGES * PS, B_PAGES);
-	if (!err)
-		err = vm_start_sweeper(&vm, BASE, A_PAGES + B_PAGES);
-	if (!err)
-		err = vm_sweep(&vm, 120000);	/* maps every page */
-	if (!err) {
-		uint64_t p4k = 0, p2m = 0;
-
-		/* KVM's count of mapped 4K and 2M pages (x86) */
-		if (vm_stat(&vm, "pages_4k", &p4k) || vm_stat(&vm, "pages_2m", &p2m)) {
-			snprintf(vm.err, sizeof(vm.err), "no pages_4k/pages_2m statistics: "
-				 "cannot tell whether KVM maps the guest's pages");
-			err = -ENOENT;
-		} else if (p4k + p2m * 512 < A_PAGES / 2) {
-			snprintf(vm.err, sizeof(vm.err), "KVM mapped %" PRIu64 " of the %" PRIu64
-				 " pages the vCPU wrote (it does not map this guest's memory, as "
-				 "PVM does not), so there is nothing to write-protect",
-				 p4k + p2m * 512, A_PAGES + B_PAGES);
-			err = -EOPNOTSUPP;
-		}
-	}
-	if (err) {
-		printf("skipped: %s\n", vm.err);
-		vm_destroy(&vm);
+	if (!kvm_available(&why)) {
+		printf("skipped: %s\n", why);
 		g = big;
 		return;
 	}
-	share_table(vm.vm_fd, module, bm, sweep_once, &vm, &worst_steady, 3, 20);
-	vm_stop_vcpu(&vm);
-	vm_destroy(&vm);
+	/* the helper ends the process on KVM errors */
+	vm = vm_create(true);
+	vm_add_slot(vm, SLOT_A, BASE, A_PAGES, KVM_MEM_LOG_DIRTY_PAGES);
+	vm_add_slot(vm, SLOT_B, BASE + A_PAGES * PS, B_PAGES, KVM_MEM_LOG_DIRTY_PAGES);
+	/* the guest's page list: every page of both slots, in order */
+	list = vm_add_slot(vm, LIST_SLOT, LIST_GPA, (npages * 4 + PS - 1) / PS, 0);
+	for (uint64_t p = 0; p < npages; p++)
+		list[p] = (uint32_t)(BASE + p * PS);
+	vm_create_vcpu(vm);
+	vm->ctrl->list_gpa = (uint32_t)LIST_GPA;
+	vm->ctrl->nr = (uint32_t)npages;
+	sweep_once(vm);		/* maps every page */
+
+	/* KVM's count of mapped 4K and 2M pages (x86) */
+	if (vm_read_stat(vm, false, "pages_4k", &p4k) ||
+	    vm_read_stat(vm, false, "pages_2m", &p2m)) {
+		printf("skipped: no pages_4k/pages_2m statistics: cannot tell whether KVM "
+		       "maps the guest's pages\n");
+	} else if (p4k + p2m * 512 < A_PAGES / 2) {
+		printf("skipped: KVM mapped %" PRIu64 " of the %" PRIu64 " pages the vCPU wrote "
+		       "(it does not map this guest's memory, as PVM does not), so there is "
+		       "nothing to write-protect\n", p4k + p2m * 512, npages);
+	} else {
+		share_table(vm->fd, module, bm, sweep_once, vm, &worst_steady, 3, 20);
+	}
+	vm_free(vm);
 	g = big;
 }
 

@@ -28,7 +28,9 @@
  * see next_run()).  The words are zeroed only after the kernel accepted
  * the range, so on error the batch keeps exactly what was not applied.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
