@@ -307,18 +307,21 @@ queue_bitmap_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first
 
 /*
  * Queue page first + i of @s for every i < n whose bit off + i of @src is
- * set.  The caller validated the ranges.
+ * set, n > 64 (queue_bitmap_short() takes the others), so the pages span
+ * two words or more.  The caller validated the ranges.
  */
-static __attribute__((noinline)) void queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s,
-			 uint64_t first, uint64_t n, const uint64_t *src,
-			 uint64_t off)
+static __attribute__((noinline)) void
+queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
+	     uint64_t n, const uint64_t *src, uint64_t off)
 {
 	uint64_t last = first + n - 1;
 	uint64_t w0 = first >> 6, w1 = last >> 6, w, m;
 	uint64_t lo_w = NO_WORD, hi_w = 0;
 	uint64_t *bits = s->bits, *sum = s->sum;
 	/* source bit of page p is p + delta (mod 2^64) */
-	uint64_t delta = off - first;
+	uint64_t delta = off - first, sb;
+	const uint64_t *sp;
+	unsigned int sh;
 
 #define DB_OR_WORD(w, m) do {						\
 		if (m) {						\
@@ -330,45 +333,35 @@ static __attribute__((noinline)) void queue_bitmap(struct dirtybatch_ctx *ctx, s
 		}							\
 	} while (0)
 
-	if (w0 == w1) {
-		m = get_bits(src, off, (unsigned int)n) << (first & 63);
-		DB_OR_WORD(w0, m);
-	} else {
-		uint64_t sb;
-		unsigned int sh;
+	/* head: pages first .. 64 * w0 + 63 */
+	m = get_bits(src, first + delta, 64 - (unsigned int)(first & 63));
+	m <<= first & 63;
+	DB_OR_WORD(w0, m);
 
-		/* head: pages first .. 64 * w0 + 63 */
-		m = get_bits(src, first + delta, 64 - (unsigned int)(first & 63));
-		m <<= first & 63;
-		DB_OR_WORD(w0, m);
-
-		/* body: whole words, source bits fully inside the caller's */
-		sb = ((w0 + 1) << 6) + delta;
-		sh = sb & 63;
-		if (sh == 0) {
-			const uint64_t *sp = src + (sb >> 6);
-
-			for (w = w0 + 1; w < w1; w++) {
-				m = *sp++;
-				DB_OR_WORD(w, m);
-			}
-		} else {
-			const uint64_t *sp = src + (sb >> 6);
-			uint64_t cur = *sp;
-
-			for (w = w0 + 1; w < w1; w++) {
-				uint64_t nxt = *++sp;
-
-				m = (cur >> sh) | (nxt << (64 - sh));
-				cur = nxt;
-				DB_OR_WORD(w, m);
-			}
+	/* body: whole words, source bits fully inside the caller's */
+	sb = ((w0 + 1) << 6) + delta;
+	sh = sb & 63;
+	sp = src + (sb >> 6);
+	if (sh == 0) {
+		for (w = w0 + 1; w < w1; w++) {
+			m = *sp++;
+			DB_OR_WORD(w, m);
 		}
+	} else {
+		uint64_t cur = *sp;
 
-		/* tail: pages 64 * w1 .. last */
-		m = get_bits(src, (w1 << 6) + delta, (unsigned int)(last & 63) + 1);
-		DB_OR_WORD(w1, m);
+		for (w = w0 + 1; w < w1; w++) {
+			uint64_t nxt = *++sp;
+
+			m = (cur >> sh) | (nxt << (64 - sh));
+			cur = nxt;
+			DB_OR_WORD(w, m);
+		}
 	}
+
+	/* tail: pages 64 * w1 .. last */
+	m = get_bits(src, (w1 << 6) + delta, (unsigned int)(last & 63) + 1);
+	DB_OR_WORD(w1, m);
 #undef DB_OR_WORD
 	if (lo_w != NO_WORD)
 		slot_mark(ctx, s, lo_w, hi_w);
