@@ -322,46 +322,6 @@ static void part1(uint64_t *bm)
 /* ------------------------------------------------------------------ */
 /* Part 2: against KVM.                                               */
 
-struct kvm_env {
-	int kvm, vm;
-	void *hva[2];
-};
-
-static int set_log(struct kvm_env *e, int i, bool on)
-{
-	struct kvm_userspace_memory_region r = {
-		.slot = i ? SLOT_B : SLOT_A,
-		.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
-		.guest_phys_addr = i ? BASE + A_PAGES * PS : BASE,
-		.memory_size = (i ? B_PAGES : A_PAGES) * PS,
-		.userspace_addr = (uint64_t)(uintptr_t)e->hva[i],
-	};
-
-	return ioctl(e->vm, KVM_SET_USER_MEMORY_REGION, &r);
-}
-
-static int kvm_setup(struct kvm_env *e)
-{
-	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 };
-
-	e->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (e->kvm < 0)
-		return -errno;
-	e->vm = ioctl(e->kvm, KVM_CREATE_VM, 0);
-	if (e->vm < 0)
-		return -errno;
-	cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
-	if (ioctl(e->vm, KVM_ENABLE_CAP, &cap))
-		return -errno;
-	for (int i = 0; i < 2; i++) {
-		e->hva[i] = mmap(NULL, (i ? B_PAGES : A_PAGES) * PS, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (e->hva[i] == MAP_FAILED || set_log(e, i, true))
-			return -errno;
-	}
-	return 0;
-}
-
 /*
  * One table row per workload: the library's own time (null backend), the
  * kernel's (a real submit of the same batch, best of several, minus the
@@ -428,32 +388,43 @@ next:
 /* Part 2: all bits dirty again (INITIALLY_SET) by toggling dirty logging. */
 static int toggle_logging(void *arg)
 {
-	struct kvm_env *e = arg;
+	struct vm *vm = arg;
 
-	if (set_log(e, 0, false) || set_log(e, 1, false) ||
-	    set_log(e, 0, true) || set_log(e, 1, true))
-		return -errno;
+	vm_set_slot_flags(vm, SLOT_A, 0);
+	vm_set_slot_flags(vm, SLOT_B, 0);
+	vm_set_slot_flags(vm, SLOT_A, KVM_MEM_LOG_DIRTY_PAGES);
+	vm_set_slot_flags(vm, SLOT_B, KVM_MEM_LOG_DIRTY_PAGES);
 	return 0;
+}
+
+/* The VM of parts 2 and 3 (the helper ends the process on KVM errors). */
+static struct vm *bench_vm(void)
+{
+	struct vm *vm = vm_create(true);
+
+	vm_add_slot(vm, SLOT_A, BASE, A_PAGES, KVM_MEM_LOG_DIRTY_PAGES);
+	vm_add_slot(vm, SLOT_B, BASE + A_PAGES * PS, B_PAGES, KVM_MEM_LOG_DIRTY_PAGES);
+	return vm;
 }
 
 static void part2(uint64_t *bm)
 {
-	struct kvm_env e = { -1, -1, { NULL, NULL } };
 	bool module = access("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, F_OK) == 0;
-	int err = kvm_setup(&e);
+	const char *why = NULL;
+	struct vm *vm;
 
 	printf("\n== first round (%s path): library share of the clear, against KVM\n"
 	       "   kernel ns = real submit (best) - library-only time; no vCPU ever ran,\n"
 	       "   so KVM only clears bits (no SPTE to write-protect), as in the first\n"
 	       "   round of a migration for memory the guest never touched\n",
 	       module ? "module" : "fallback");
-	if (err) {
-		printf("skipped: /dev/kvm: %s\n", strerror(-err));
+	if (!kvm_available(&why)) {
+		printf("skipped: %s\n", why);
 		return;
 	}
-	share_table(e.vm, module, bm, toggle_logging, &e, &worst_first, 1, 200);
-	close(e.vm);
-	close(e.kvm);
+	vm = bench_vm();
+	share_table(vm->fd, module, bm, toggle_logging, vm, &worst_first, 1, 200);
+	vm_free(vm);
 }
 
 /* ------------------------------------------------------------------ */
@@ -493,10 +464,7 @@ static void part3(uint64_t *bm)
 		g = big;
 		return;
 	}
-	/* the helper ends the process on KVM errors */
-	vm = vm_create(true);
-	vm_add_slot(vm, SLOT_A, BASE, A_PAGES, KVM_MEM_LOG_DIRTY_PAGES);
-	vm_add_slot(vm, SLOT_B, BASE + A_PAGES * PS, B_PAGES, KVM_MEM_LOG_DIRTY_PAGES);
+	vm = bench_vm();
 	/* the guest's page list: every page of both slots, in order */
 	list = vm_add_slot(vm, LIST_SLOT, LIST_GPA, (npages * 4 + PS - 1) / PS, 0);
 	for (uint64_t p = 0; p < npages; p++)

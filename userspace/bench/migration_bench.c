@@ -35,8 +35,9 @@
  * remote_tlb_flush_requests statistic; the module's counter as a
  * cross-check), pages cleared, and the vCPUs' page writes per second over
  * a window of the same length for every strategy that starts with the
- * clear (and, for information, over the clear alone).  No timed assertions: the exit status is 3 if a page was
- * lost, 0 otherwise (also when a target is missed).
+ * clear (and, for information, over the clear alone).  No timed
+ * assertions: the exit status is 3 if a page was lost, 0 otherwise (also
+ * when a target is missed).
  *
  * --svg CSV OUT renders the bar chart of a summary CSV and exits.
  */
@@ -965,10 +966,14 @@ static uint64_t report(void)
 		       strat_name[order[i]], S->exits / n, S->pf / n);
 	}
 	printf("\n");
-	printf("  guest pages/s: the vCPUs' page writes per second over %.0f ms from the start of\n"
-	       "    each clear, the same window for every strategy (it holds the slowest clear;\n"
-	       "    the migration thread stays busy to its end); over the clear alone:",
-	       window_ns / 1e6);
+	if (window_ns)
+		printf("  guest pages/s: the vCPUs' page writes per second over %.0f ms from the start\n"
+		       "    of each clear, the same window for every strategy (it holds the slowest\n"
+		       "    clear; the migration thread stays busy to its end); over the clear alone:",
+		       window_ns / 1e6);
+	else
+		printf("  guest pages/s: the vCPUs' page writes per second over each round's own clear\n"
+		       "    + send (--warmup 0: no common window); over the clear alone:");
 	for (i = 0; i < norder; i++) {
 		char g[32];
 
