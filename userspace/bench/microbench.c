@@ -223,6 +223,15 @@ static uint64_t w_sparse(struct dirtybatch_ctx *ctx, uint64_t *bm, uint64_t n)
 	return calls;
 }
 
+static uint64_t w_two_ends(struct dirtybatch_ctx *ctx, uint64_t *bm, uint64_t n)
+{
+	/* a tiny batch whose pages are a whole slot apart */
+	(void)bm;
+	dirtybatch_add_pages(ctx, SLOT_A, 3, 1);
+	dirtybatch_add_pages(ctx, SLOT_A, n - 2, 1);
+	return 2;
+}
+
 static const struct work works[] = {
 	{ "long runs, add_pages (16 x 1M pages)", w_long_pages, 1 << 24 },
 	{ "long run, add_gpa across 2 slots (16M pages)", w_long_gpa, 1 << 24 },
@@ -231,6 +240,7 @@ static const struct work works[] = {
 	{ "QEMU chunks, 64 pages via bitmap (1M pages)", w_qemu_chunks, 1 << 20 },
 	{ "short runs 1-16 pages (1M pages span)", w_short_runs, 1 << 20 },
 	{ "sparse: 1 page per 128 (1M pages span)", w_sparse, 1 << 20 },
+	{ "2 pages, 16M pages apart (tiny batch)", w_two_ends, 1 << 24 },
 };
 
 static struct dirtybatch_ctx *bench_ctx(int vm_fd, bool module, bool null)

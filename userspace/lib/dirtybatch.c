@@ -10,8 +10,11 @@
  *    bit b = page 64w+b).  Bits past the end of the slot are never set.
  *    Ranges handed to the kernel point straight into it: no copy.
  *  - per memslot, a summary bitmap with bit w set if and only if word w is
- *    non-zero, and a word window [wmin, wmax] that contains every non-zero
- *    word, so that a submit visits only the words that matter.
+ *    non-zero, over it a top bitmap with bit i set if and only if summary
+ *    word i is non-zero, and a word window [wmin, wmax] that contains every
+ *    non-zero word, so that a submit visits only the words that matter:
+ *    two pages at the two ends of a 2^31-page memslot cost it a scan of at
+ *    most 8192 top words, not of the 2^19 summary words between them.
  *  - a list of the memslots that have queued pages.
  *
  * Queueing only ORs bits in: it does not count pages, so that an add costs
@@ -53,10 +56,13 @@ struct db_slot {
 	uint64_t npages;
 	uint64_t nwords;	/* DIV_ROUND_UP(npages, 64) */
 	uint64_t nsum;		/* DIV_ROUND_UP(nwords, 64) */
+	uint64_t ntop;		/* DIV_ROUND_UP(nsum, 64) */
 	uint64_t *bits;		/* nwords */
 	uint64_t *sum;		/* nsum: bit w <=> bits[w] != 0 */
-	uint64_t wmin, wmax;	/* non-zero words lie in [wmin, wmax]; NO_WORD
-				 * in both when the slot has nothing queued */
+	uint64_t *top;		/* ntop: bit i <=> sum[i] != 0 */
+	uint64_t wmin, wmax;	/* non-zero words lie in [wmin, wmax]; wmin
+				 * is NO_WORD (and wmax 0) when the slot has
+				 * nothing queued */
 	uint64_t touched;	/* submit generation that applied a range */
 };
 
@@ -239,70 +245,150 @@ static inline uint64_t get_bits(const uint64_t *src, uint64_t sb, unsigned int c
 /* ---------------------------------------------------------------------- */
 /* Queue bookkeeping.                                                     */
 
+/*
+ * Words [w0, w1] of @s hold queued pages now.  A slot off the dirty list
+ * has nothing queued (wmin NO_WORD), so only a new lowest word can find
+ * it unlisted.
+ */
 static inline void slot_mark(struct dirtybatch_ctx *ctx, struct db_slot *s,
 			     uint64_t w0, uint64_t w1)
 {
-	if (w0 < s->wmin)
+	if (w0 < s->wmin) {
 		s->wmin = w0;
-	if (s->wmax == NO_WORD || w1 > s->wmax)
-		s->wmax = w1;
-	if (!s->listed) {
-		s->listed = true;
-		ctx->dirty[ctx->ndirty++] = s;
+		if (!s->listed) {
+			s->listed = true;
+			ctx->dirty[ctx->ndirty++] = s;
+		}
 	}
+	if (w1 > s->wmax)
+		s->wmax = w1;
 }
 
 static inline void slot_reset_window(struct db_slot *s)
 {
 	s->wmin = NO_WORD;
-	s->wmax = NO_WORD;
+	s->wmax = 0;
 }
 
-/* Queue pages [first, first + n) of @s; the caller validated the range. */
-static void queue_run(struct dirtybatch_ctx *ctx, struct db_slot *s,
-		      uint64_t first, uint64_t n)
+/* Word @w of @s is non-zero: mark it in the summary (and the top level). */
+static inline void sum_mark(struct db_slot *s, uint64_t w)
+{
+	uint64_t i = w >> 6, old = s->sum[i];
+
+	s->sum[i] = old | 1ULL << (w & 63);
+	if (!old)
+		s->top[i >> 6] |= 1ULL << (i & 63);
+}
+
+/* Words [b, e) of @s are non-zero, e > b. */
+static void sum_mark_range(struct db_slot *s, uint64_t b, uint64_t e)
+{
+	bm_set_range(s->sum, b, e);
+	bm_set_range(s->top, b >> 6, ((e - 1) >> 6) + 1);
+}
+
+/* Summary words [ib, ie] of @s changed by setting bits only: sync the top. */
+static void sum_sync_top(struct db_slot *s, uint64_t ib, uint64_t ie)
+{
+	for (uint64_t i = ib; i <= ie; i++)
+		if (s->sum[i])
+			s->top[i >> 6] |= 1ULL << (i & 63);
+}
+
+/* Words [b, e) of @s are zero now, e > b: unmark them. */
+static void sum_unmark_range(struct db_slot *s, uint64_t b, uint64_t e)
+{
+	uint64_t ib = b >> 6, ie = (e - 1) >> 6;
+
+	bm_clear_range(s->sum, b, e);
+	if (!s->sum[ib])
+		s->top[ib >> 6] &= ~(1ULL << (ib & 63));
+	if (ie > ib && !s->sum[ie])
+		s->top[ie >> 6] &= ~(1ULL << (ie & 63));
+	if (ie > ib + 1)
+		bm_clear_range(s->top, ib + 1, ie);
+}
+
+/*
+ * First word of @s at or after @from, below @lim, that the summary marks,
+ * or @lim.  Zero summary words are skipped through the top level.
+ */
+static uint64_t sum_next_set(const struct db_slot *s, uint64_t from, uint64_t lim)
+{
+	uint64_t i, x, ilim = (lim + 63) >> 6;
+
+	if (from >= lim)
+		return lim;
+	i = from >> 6;
+	x = s->sum[i] & (~0ULL << (from & 63));
+	if (!x) {
+		i = find_next_set(s->top, i + 1, ilim);
+		if (i >= ilim)
+			return lim;
+		x = s->sum[i];
+	}
+	from = (i << 6) + (uint64_t)__builtin_ctzll(x);
+	return from < lim ? from : lim;
+}
+
+/*
+ * OR @v, @n (1..64) right-aligned bits, into pages [first, first + n) of
+ * @s: one word, or two when the pages cross a word boundary.  The path of
+ * QEMU's smallest clear chunks and of single pages: inline, small frame.
+ */
+static inline __attribute__((always_inline)) void
+queue_bits_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
+		 uint64_t n, uint64_t v)
+{
+	unsigned int sh = first & 63;
+	uint64_t w0 = first >> 6, w1 = (first + n - 1) >> 6;
+	uint64_t lo = v << sh, hi = w1 != w0 ? v >> (64 - sh) : 0;
+
+	if (lo) {
+		s->bits[w0] |= lo;
+		sum_mark(s, w0);
+	}
+	if (hi) {
+		s->bits[w1] |= hi;
+		sum_mark(s, w1);
+	}
+	if (lo | hi)
+		slot_mark(ctx, s, lo ? w0 : w1, hi ? w1 : w0);
+}
+
+/* queue_run() for n > 64: whole words between a head and a tail. */
+static __attribute__((noinline)) void
+queue_run_long(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
+	       uint64_t n)
 {
 	uint64_t last = first + n - 1;
 	uint64_t w0 = first >> 6, w1 = last >> 6, w;
 	uint64_t *bits = s->bits;
 
-	if (w0 == w1) {
-		/* short runs: one word, one summary bit */
-		bits[w0] |= bits_mask(first & 63, last & 63);
-		s->sum[w0 >> 6] |= 1ULL << (w0 & 63);
-	} else {
-		bits[w0] |= ~0ULL << (first & 63);
-		for (w = w0 + 1; w < w1; w++)
-			bits[w] = ~0ULL;
-		bits[w1] |= ~0ULL >> (63 - (last & 63));
-		bm_set_range(s->sum, w0, w1 + 1);
-	}
+	bits[w0] |= ~0ULL << (first & 63);
+	for (w = w0 + 1; w < w1; w++)
+		bits[w] = ~0ULL;
+	bits[w1] |= ~0ULL >> (63 - (last & 63));
+	sum_mark_range(s, w0, w1 + 1);
 	slot_mark(ctx, s, w0, w1);
 }
 
-/*
- * queue_bitmap() for n <= 64, QEMU's smallest clear chunks: the bits land
- * in one or two words.  Kept apart so that this path has a small frame.
- */
+/* Queue pages [first, first + n) of @s; the caller validated the range. */
+static inline void queue_run(struct dirtybatch_ctx *ctx, struct db_slot *s,
+			     uint64_t first, uint64_t n)
+{
+	if (n <= 64)
+		queue_bits_short(ctx, s, first, n, ~0ULL >> (64 - n));
+	else
+		queue_run_long(ctx, s, first, n);
+}
+
+/* queue_bitmap() for n <= 64. */
 static inline __attribute__((always_inline)) void
 queue_bitmap_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
 		   uint64_t n, const uint64_t *src, uint64_t off)
 {
-	unsigned int sh = first & 63;
-	uint64_t w0 = first >> 6, w1 = (first + n - 1) >> 6;
-	uint64_t v = get_bits(src, off, (unsigned int)n);
-	uint64_t lo = v << sh, hi = w1 != w0 ? v >> (64 - sh) : 0;
-
-	if (lo) {
-		s->bits[w0] |= lo;
-		s->sum[w0 >> 6] |= 1ULL << (w0 & 63);
-	}
-	if (hi) {
-		s->bits[w1] |= hi;
-		s->sum[w1 >> 6] |= 1ULL << (w1 & 63);
-	}
-	if (lo | hi)
-		slot_mark(ctx, s, lo ? w0 : w1, hi ? w1 : w0);
+	queue_bits_short(ctx, s, first, n, get_bits(src, off, (unsigned int)n));
 }
 
 /*
@@ -363,8 +449,10 @@ queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
 	m = get_bits(src, (w1 << 6) + delta, (unsigned int)(last & 63) + 1);
 	DB_OR_WORD(w1, m);
 #undef DB_OR_WORD
-	if (lo_w != NO_WORD)
+	if (lo_w != NO_WORD) {
+		sum_sync_top(s, lo_w >> 6, hi_w >> 6);
 		slot_mark(ctx, s, lo_w, hi_w);
+	}
 }
 
 /*
@@ -387,7 +475,7 @@ unqueue_words_body(struct db_slot *s, uint64_t ws, uint64_t we, bool hw)
 		cnt += hw ? (unsigned int)__builtin_popcountll(x) : pop64(x);
 		bits[w] = 0;
 	}
-	bm_clear_range(s->sum, ws, we);
+	sum_unmark_range(s, ws, we);
 	if (ws <= s->wmin)
 		s->wmin = we;
 	return cnt;
@@ -440,7 +528,7 @@ static uint64_t slot_count(const struct db_slot *s)
 		return 0;
 	lim = s->wmax + 1;
 	w = s->wmin;
-	while ((ws = find_next_set(s->sum, w, lim)) < lim) {
+	while ((ws = sum_next_set(s, w, lim)) < lim) {
 		we = find_next_zero(s->sum, ws, lim);
 		for (w = ws; w < we; w++)
 			n += pop64(s->bits[w]);
@@ -456,7 +544,7 @@ static uint64_t slot_discard(struct db_slot *s)
 	if (s->wmin != NO_WORD && s->wmin <= s->wmax) {
 		memset(&s->bits[s->wmin], 0,
 		       (s->wmax - s->wmin + 1) * sizeof(uint64_t));
-		bm_clear_range(s->sum, s->wmin, s->wmax + 1);
+		sum_unmark_range(s, s->wmin, s->wmax + 1);
 	}
 	slot_reset_window(s);
 	return n;
@@ -471,7 +559,7 @@ static void compact_dirty(struct dirtybatch_ctx *ctx)
 		struct db_slot *s = ctx->dirty[i];
 
 		if (s->wmin != NO_WORD && s->wmin <= s->wmax &&
-		    find_next_set(s->sum, s->wmin, s->wmax + 1) <= s->wmax) {
+		    sum_next_set(s, s->wmin, s->wmax + 1) <= s->wmax) {
 			ctx->dirty[j++] = s;
 		} else {
 			slot_reset_window(s);
@@ -569,9 +657,10 @@ static int64_t find_gpa(const struct dirtybatch_ctx *ctx, uint32_t as_id,
 /* ---------------------------------------------------------------------- */
 /* Public: queueing.                                                      */
 
-DIRTYBATCH_API int dirtybatch_add_pages(struct dirtybatch_ctx *ctx,
-					uint32_t slot, uint64_t first_page,
-					uint64_t npages)
+/* dirtybatch_add_pages() with every check, errors included. */
+static __attribute__((noinline)) int add_pages_checked(struct dirtybatch_ctx *ctx,
+							uint32_t slot, uint64_t first_page,
+							uint64_t npages)
 {
 	struct db_slot *s;
 
@@ -588,6 +677,31 @@ DIRTYBATCH_API int dirtybatch_add_pages(struct dirtybatch_ctx *ctx,
 		return -ERANGE;
 	queue_run(ctx, s, first_page, npages);
 	return 0;
+}
+
+DIRTYBATCH_API int dirtybatch_add_pages(struct dirtybatch_ctx *ctx,
+					uint32_t slot, uint64_t first_page,
+					uint64_t npages)
+{
+	struct db_slot *s = ctx ? ctx->last : NULL;
+
+	/* 1..64 pages of the previous call's slot, inside it: the short way */
+	if (s && s->slot == slot && npages - 1 < 64 &&
+	    first_page < s->npages && npages <= s->npages - first_page) {
+		uint64_t w0 = first_page >> 6, w1 = (first_page + npages - 1) >> 6;
+		uint64_t v = ~0ULL >> (64 - npages);
+		unsigned int sh = first_page & 63;
+
+		s->bits[w0] |= v << sh;
+		sum_mark(s, w0);
+		if (w1 != w0) {
+			s->bits[w1] |= v >> (64 - sh);
+			sum_mark(s, w1);
+		}
+		slot_mark(ctx, s, w0, w1);
+		return 0;
+	}
+	return add_pages_checked(ctx, slot, first_page, npages);
 }
 
 /* dirtybatch_add_bitmap() with every check, errors included. */
@@ -727,27 +841,49 @@ static void note_applied(struct dirtybatch_ctx *ctx, struct db_slot *s,
 }
 
 /*
+ * Does @x, a non-zero summary word, hold a run of more than @gap zero bits
+ * between two of its set bits?  The AND of gap + 1 shifted copies of its
+ * zero bits, made by doubling: a few instructions for any gap below 63.
+ */
+static inline bool inner_gap(uint64_t x, uint64_t gap)
+{
+	unsigned int lo = (unsigned int)__builtin_ctzll(x);
+	unsigned int hi = 63 - (unsigned int)__builtin_clzll(x);
+	uint64_t z, len, step;
+
+	if (gap >= (uint64_t)(hi - lo))
+		return false;
+	/* zero bits strictly between the lowest and the highest set bit */
+	z = ~x & (~0ULL << lo) & (~0ULL >> (63 - hi));
+	for (len = 1; len < gap + 1 && z; len += step) {
+		step = len < gap + 1 - len ? len : gap + 1 - len;
+		z &= z >> step;
+	}
+	return z != 0;
+}
+
+/*
  * The next range of words of @s to send, from word *@w on: [*@ws, *@we),
  * a maximal run of non-zero words, extended over gaps of at most @gap zero
  * words to the runs that follow as long as it stays within @maxlen words
  * (a run of non-zero words alone may be longer: the caller cuts it into
  * pieces, none of which then starts or ends with a zero word).  Advances
  * *@w past it; false when nothing is queued from *@w on.  Walks the
- * summary a run of set bits at a time (a summary word at a time when the
- * gap is 63 or more and the length unbounded), so that many short runs
- * with short gaps cost a few instructions each.
+ * summary a word at a time where a whole summary word joins the range
+ * (no gap in it longer than @gap, the range still within @maxlen), else a
+ * run of set bits at a time, so that many short runs with short gaps cost
+ * a few instructions per 64 words.
  */
 static bool next_run(const struct db_slot *s, uint64_t *w, uint64_t gap,
 		     uint64_t maxlen, uint64_t *ws, uint64_t *we)
 {
 	const uint64_t *sum = s->sum;
-	bool whole_words = gap >= 63 && maxlen == UINT64_MAX;
 	uint64_t lim, a, last, i, x;
 
 	if (*w == NO_WORD)
 		return false;
 	lim = s->wmax + 1;
-	a = find_next_set(sum, *w, lim);
+	a = sum_next_set(s, *w, lim);
 	if (a >= lim)
 		return false;
 	/* last: the last non-zero word of the range so far */
@@ -755,6 +891,17 @@ static bool next_run(const struct db_slot *s, uint64_t *w, uint64_t gap,
 	i = a >> 6;
 	x = sum[i] & (~0ULL << (a & 63));
 	for (;;) {
+		if (x) {
+			uint64_t b = (i << 6) + (uint64_t)__builtin_ctzll(x);
+			uint64_t h = (i << 6) + 63 - (uint64_t)__builtin_clzll(x);
+
+			/* the whole summary word joins the range */
+			if ((b <= last + 1 || b - last - 1 <= gap) &&
+			    h - a < maxlen && !inner_gap(x, gap)) {
+				last = h;
+				x = 0;
+			}
+		}
 		while (x) {
 			unsigned int t = (unsigned int)__builtin_ctzll(x);
 			uint64_t b = (i << 6) + t, y = x >> t;
@@ -762,11 +909,6 @@ static bool next_run(const struct db_slot *s, uint64_t *w, uint64_t gap,
 
 			if (b > last + 1 && (b - last - 1 > gap || b - a >= maxlen))
 				goto out;
-			if (whole_words) {
-				/* no gap inside one summary word is longer */
-				last = (i << 6) + 63 - (uint64_t)__builtin_clzll(x);
-				break;
-			}
 			last = b + ones - 1;
 			x = t + ones < 64 ? x & (~0ULL << (t + ones)) : 0;
 		}
@@ -1153,6 +1295,7 @@ static void free_slot(struct db_slot *s)
 		return;
 	free(s->bits);
 	free(s->sum);
+	free(s->top);
 	free(s);
 }
 
@@ -1321,10 +1464,12 @@ static struct db_slot *alloc_slot(const struct dirtybatch_ctx *ctx,
 	s->gpa_last = d->guest_phys_addr + ((d->npages << ctx->page_shift) - 1);
 	s->nwords = (d->npages + 63) >> 6;
 	s->nsum = (s->nwords + 63) >> 6;
+	s->ntop = (s->nsum + 63) >> 6;
 	s->bits = calloc(s->nwords, sizeof(uint64_t));
 	s->sum = calloc(s->nsum, sizeof(uint64_t));
+	s->top = calloc(s->ntop, sizeof(uint64_t));
 	slot_reset_window(s);
-	if (!s->bits || !s->sum) {
+	if (!s->bits || !s->sum || !s->top) {
 		free_slot(s);
 		return NULL;
 	}

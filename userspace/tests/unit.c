@@ -1784,6 +1784,46 @@ static void test_big_slot(void)
 	tc_del(t);
 }
 
+/*
+ * A few short runs far apart in a 2^22-page slot (65536 words, 1024
+ * summary words, 16 top-level words), both modes, random gaps, failures
+ * injected: submits find the runs through the summary's top level, and
+ * the ranges are exactly the model's.
+ */
+static void test_sparse_big_slot(void)
+{
+	struct dirtybatch_memslot d[] = {
+		{ .slot = 9, .guest_phys_addr = 1ULL << 32, .npages = (1 << 22) - 3 },
+		{ .slot = 10, .guest_phys_addr = 1ULL << 44, .npages = 1 << 18 },
+	};
+	for (int module = 0; module < 2; module++) {
+		struct tc *t = tc_new(module, 65536, 16 << 20, d, 2);
+		uint64_t subs = 0;
+
+		for (int round = 0; round < 40 && !t->bad; round++) {
+			int nruns = 1 + (int)rndn(8);
+
+			t->gap = rndn(2) ? DB_FALLBACK_GAP_WORDS : rndn(70);
+			t->mgap = rndn(2) ? DB_MODULE_GAP_WORDS : rndn(20);
+			dirtybatch__set_gaps(t->ctx, t->gap, t->mgap);
+			for (int k = 0; k < nruns; k++) {
+				const struct dirtybatch_memslot *m = &d[rndn(4) == 0];
+				uint64_t first = rnd_page(m->npages);
+
+				if (qp(t, m->slot, first,
+				       rnd_len(m->npages - first < 300 ? m->npages - first : 300)))
+					fail(t, "add refused");
+			}
+			do_submit(t, rndn(4) == 0);
+			subs++;
+		}
+		tap_ok(!t->bad, "sparse runs in a 4M-page slot, %s mode: %" PRIu64
+		       " submits match the model %s", module ? "module" : "fallback",
+		       subs, t->why);
+		tc_del(t);
+	}
+}
+
 #ifdef DB_WRAP_MALLOC
 static void test_no_alloc(void)
 {
@@ -1827,7 +1867,7 @@ int main(void)
 	const char *e;
 	uint64_t seed = 0x5eed2024ULL, cases = 100000, failures = 0, i;
 	char why[512];
-	int plan = 16;
+	int plan = 18;
 
 #ifdef DB_WRAP_MALLOC
 	plan++;
@@ -1852,6 +1892,7 @@ int main(void)
 	test_empty_submit();
 	test_bitmap_offsets();
 	test_big_slot();
+	test_sparse_big_slot();
 #ifdef DB_WRAP_MALLOC
 	test_no_alloc();
 #endif
