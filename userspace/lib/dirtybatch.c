@@ -47,6 +47,17 @@
 #define DB_DEVICE_PATH	"/dev/" KVM_DIRTYBATCH_DEVICE_NAME
 #define NO_WORD		UINT64_MAX
 
+/*
+ * The short add paths take page numbers and bit offsets
+ * up to DB_FAST_LIMIT and non-NULL bitmaps below DB_FAST_PTR_LIMIT: then
+ * first + npages cannot overflow and the caller's words (at most
+ * DB_FAST_LIMIT / 8 + 16 bytes from the bitmap's start) cannot wrap, so
+ * one comparison each replaces the exact checks.  Anything else (on 64-bit
+ * never a real caller's values) takes the exact path.
+ */
+#define DB_FAST_LIMIT		((uint64_t)(UINTPTR_MAX >> 4))
+#define DB_FAST_PTR_LIMIT	(UINTPTR_MAX - (UINTPTR_MAX >> 4))
+
 struct db_slot {
 	uint32_t slot;		/* as_id << 16 | id */
 	bool listed;		/* on ctx->dirty[] */
@@ -332,18 +343,26 @@ static uint64_t sum_next_set(const struct db_slot *s, uint64_t from, uint64_t li
 }
 
 /*
- * OR @v, @n (1..64) right-aligned bits, into pages [first, first + n) of
- * @s: one word, or two when the pages cross a word boundary.  The path of
- * QEMU's smallest clear chunks and of single pages: inline, small frame.
+ * OR @lo into word @w0 of @s and @hi into word @w1, which is w0 or w0 + 1
+ * (@hi 0 if w0).  The path of QEMU's smallest clear chunks and of single
+ * pages: inline, small frame, one summary update when both words have
+ * bits and share a summary word.
  */
 static inline __attribute__((always_inline)) void
-queue_bits_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
-		 uint64_t n, uint64_t v)
+queue_words_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t w0,
+		  uint64_t w1, uint64_t lo, uint64_t hi)
 {
-	unsigned int sh = first & 63;
-	uint64_t w0 = first >> 6, w1 = (first + n - 1) >> 6;
-	uint64_t lo = v << sh, hi = w1 != w0 ? v >> (64 - sh) : 0;
+	if (lo && hi && (w0 & 63) != 63) {
+		uint64_t i = w0 >> 6, old = s->sum[i];
 
+		s->bits[w0] |= lo;
+		s->bits[w1] |= hi;
+		s->sum[i] = old | 3ULL << (w0 & 63);
+		if (!old)
+			s->top[i >> 6] |= 1ULL << (i & 63);
+		slot_mark(ctx, s, w0, w1);
+		return;
+	}
 	if (lo) {
 		s->bits[w0] |= lo;
 		sum_mark(s, w0);
@@ -354,6 +373,17 @@ queue_bits_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
 	}
 	if (lo | hi)
 		slot_mark(ctx, s, lo ? w0 : w1, hi ? w1 : w0);
+}
+
+/* OR @v, @n (1..64) right-aligned bits, into pages [first, first + n) of @s. */
+static inline __attribute__((always_inline)) void
+queue_bits_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
+		 uint64_t n, uint64_t v)
+{
+	unsigned int sh = first & 63;
+	uint64_t w0 = first >> 6, w1 = (first + n - 1) >> 6;
+
+	queue_words_short(ctx, s, w0, w1, v << sh, w1 != w0 ? v >> (64 - sh) : 0);
 }
 
 /* queue_run() for n > 64: whole words between a head and a tail. */
@@ -388,6 +418,19 @@ static inline __attribute__((always_inline)) void
 queue_bitmap_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
 		   uint64_t n, const uint64_t *src, uint64_t off)
 {
+	if (!((off ^ first) & 63)) {
+		/* the caller's words line up with the slot's, as QEMU's
+		 * per-slot dirty_bmap does: masks, no shifts */
+		const uint64_t *sp = src + (off >> 6);
+		uint64_t last = first + n - 1, w0 = first >> 6, w1 = last >> 6;
+		uint64_t lm = ~0ULL << (first & 63), hm = ~0ULL >> (63 - (last & 63));
+
+		if (w0 == w1)
+			queue_words_short(ctx, s, w0, w1, sp[0] & lm & hm, 0);
+		else
+			queue_words_short(ctx, s, w0, w1, sp[0] & lm, sp[1] & hm);
+		return;
+	}
 	queue_bits_short(ctx, s, first, n, get_bits(src, off, (unsigned int)n));
 }
 
@@ -687,11 +730,12 @@ DIRTYBATCH_API int dirtybatch_add_pages(struct dirtybatch_ctx *ctx,
 
 	/* 1..64 pages of the previous call's slot, inside it: the short way */
 	if (s && s->slot == slot && npages - 1 < 64 &&
-	    first_page < s->npages && npages <= s->npages - first_page) {
+	    first_page <= DB_FAST_LIMIT && first_page + npages <= s->npages) {
 		uint64_t w0 = first_page >> 6, w1 = (first_page + npages - 1) >> 6;
 		uint64_t v = ~0ULL >> (64 - npages);
 		unsigned int sh = first_page & 63;
 
+		/* every bit is set: no test for empty words */
 		s->bits[w0] |= v << sh;
 		sum_mark(s, w0);
 		if (w1 != w0) {
@@ -750,11 +794,10 @@ DIRTYBATCH_API int dirtybatch_add_bitmap(struct dirtybatch_ctx *ctx,
 	 * nor wrapping) is queued here, without the full checks' frame.
 	 */
 	s = ctx ? ctx->last : NULL;
-	if (s && s->slot == slot && bitmap && npages - 1 < 64 &&
-	    first_page < s->npages && npages <= s->npages - first_page &&
-	    bit_offset <= UINT64_MAX - 64 &&
-	    (bit_offset + npages - 1) / 64 <=
-	    (UINTPTR_MAX - (uintptr_t)bitmap) / sizeof(uint64_t)) {
+	if (s && s->slot == slot && npages - 1 < 64 &&
+	    (first_page | bit_offset) <= DB_FAST_LIMIT &&
+	    (uintptr_t)bitmap - 1 < (uintptr_t)DB_FAST_PTR_LIMIT &&
+	    first_page + npages <= s->npages) {
 		queue_bitmap_short(ctx, s, first_page, npages, bitmap, bit_offset);
 		return 0;
 	}
