@@ -390,9 +390,17 @@ void vcpu_reset(struct vm *vm)
 	set_flat_seg(&sregs.cs, 0x08, 0xb);	/* execute/read, accessed */
 	set_flat_seg(&sregs.ds, 0x10, 0x3);	/* read/write, accessed */
 	sregs.es = sregs.ss = sregs.fs = sregs.gs = sregs.ds;
-	sregs.cr0 = 0x11;			/* PE | ET, no paging */
-	sregs.cr4 = 0;
-	sregs.efer = 0;
+	if (vm->pt_gpa) {
+		/* long mode; CS.L = 0: the 32-bit payload runs unchanged */
+		sregs.cr0 = 0x80000011;		/* PG | PE | ET */
+		sregs.cr3 = vm->pt_gpa;
+		sregs.cr4 = 0x20;		/* PAE */
+		sregs.efer = 0x500;		/* LME | LMA */
+	} else {
+		sregs.cr0 = 0x11;		/* PE | ET, no paging */
+		sregs.cr4 = 0;
+		sregs.efer = 0;
+	}
 	VM_CHECK(!ioctl(fd, KVM_SET_SREGS, &sregs), "KVM_SET_SREGS");
 
 	memset(&regs, 0, sizeof(regs));
@@ -401,6 +409,34 @@ void vcpu_reset(struct vm *vm)
 	regs.rsi = SYS_CTRL_GPA;
 	regs.rsp = SYS_CTRL_GPA;		/* unused */
 	VM_CHECK(!ioctl(fd, KVM_SET_REGS, &regs), "KVM_SET_REGS");
+}
+
+void vm_enable_paging(struct vm *vm, uint32_t slot, uint64_t gpa)
+{
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[256];
+	} cpuid = { .hdr.nent = 256 };
+	uint64_t *pml4, *pdpt, *pd;
+	int i, j;
+
+	VM_CHECK(vm->vcpu, "vm_enable_paging() before vm_create_vcpu()");
+	VM_CHECK(!ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, &cpuid),
+		 "KVM_GET_SUPPORTED_CPUID");
+	VM_CHECK(!ioctl(vm->vcpu->fd, KVM_SET_CPUID2, &cpuid), "KVM_SET_CPUID2");
+
+	/* PML4, PDPT, 4 page directories of 2 MiB pages: 0-4 GiB */
+	pml4 = vm_add_slot(vm, slot, gpa, VM_PT_PAGES, 0);
+	pdpt = pml4 + 512;
+	pml4[0] = (gpa + PAGE_SIZE) | 3;			/* P | RW */
+	for (i = 0; i < 4; i++) {
+		pd = pml4 + 512 * (2 + i);
+		pdpt[i] = (gpa + PAGE_SIZE * (2 + i)) | 3;
+		for (j = 0; j < 512; j++)
+			pd[j] = ((uint64_t)i << 30 | (uint64_t)j << 21) | 0x83; /* P | RW | PS */
+	}
+	vm->pt_gpa = gpa;
+	vcpu_reset(vm);
 }
 
 struct vcpu *vm_create_vcpu(struct vm *vm)

@@ -86,6 +86,7 @@ struct vm {
 	struct guest_ctrl *ctrl;	/* HVA of the control page */
 	uint32_t *list;			/* HVA of the page list */
 	int stats_fd;
+	uint64_t pt_gpa;		/* page tables, 0 without paging */
 };
 
 /* Exit the process with KSFT_FAIL after printing a TAP comment. */
@@ -156,6 +157,15 @@ void vm_clear_dirty_log(struct vm *vm, uint32_t slot, uint64_t first_page,
 struct vcpu *vm_create_vcpu(struct vm *vm);
 /* Reset registers to the payload entry (start a fresh run). */
 void vcpu_reset(struct vm *vm);
+/*
+ * Run the payload with paging on, as real guests run: long mode, the
+ * payload in 32-bit compatibility mode, guest-physical 0-4 GiB identity
+ * mapped with 2 MiB pages by tables in a new memslot @slot at @gpa
+ * (VM_PT_PAGES pages).  Sets the vCPU's CPUID to what KVM supports (long
+ * mode needs it).  Call after vm_create_vcpu(); vcpu_reset() keeps the mode.
+ */
+#define VM_PT_PAGES		6
+void vm_enable_paging(struct vm *vm, uint32_t slot, uint64_t gpa);
 /*
  * KVM_RUN until the guest signals completion on GUEST_EXIT_PORT; returns 0,
  * or dies on any unexpected exit.  EINTR restarts transparently.

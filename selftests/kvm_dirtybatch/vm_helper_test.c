@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #include "kselftest_harness.h"
@@ -232,6 +233,43 @@ TEST_F(vm, vcpu_writes_are_tracked)
 	vcpu_run_to_done(vm);
 	vm_get_dirty_log(vm, 2, bm);
 	EXPECT_EQ(1ULL << 7, bm[0]);
+}
+
+/* The payload with paging on (long mode): same writes, same dirty bits. */
+TEST_F(vm, vcpu_writes_are_tracked_with_paging)
+{
+	struct vm *vm = self->vm;
+	const uint64_t gpas[3] = {
+		GPA_DATA + 3 * PAGE_SIZE, GPA_DATA + 70 * PAGE_SIZE,
+		GPA_DATA + MIB + 9 * PAGE_SIZE,
+	};
+	struct kvm_sregs sregs;
+	uint64_t bm[64];
+
+	vm_create_vcpu(vm);
+	vm_enable_paging(vm, 5, GPA_DATA + 32 * MIB);
+	clear_all(vm);
+	vm->ctrl->seq = 0;
+	guest_set_list(vm, gpas, 3, 1);
+	vcpu_run_to_done(vm);
+	ASSERT_EQ(3, vm->ctrl->seq);
+	ASSERT_EQ(0, ioctl(vm->vcpu->fd, KVM_GET_SREGS, &sregs));
+	EXPECT_EQ(0x400, sregs.efer & 0x400);		/* LMA */
+	EXPECT_EQ(0x80000000, sregs.cr0 & 0x80000000);	/* PG */
+	vm_get_dirty_log(vm, 1, bm);
+	EXPECT_EQ(1ULL << 3, bm[0]);
+	EXPECT_EQ(1ULL << 6, bm[1]);
+	vm_get_dirty_log(vm, 2, bm);
+	EXPECT_EQ(1ULL << 9, bm[0]);
+
+	/* cleared (write-protected again), written again: dirty again */
+	clear_all(vm);
+	guest_set_list(vm, gpas + 1, 1, 1);
+	vcpu_reset(vm);
+	vcpu_run_to_done(vm);
+	vm_get_dirty_log(vm, 1, bm);
+	EXPECT_EQ(0, bm[0]);
+	EXPECT_EQ(1ULL << 6, bm[1]);
 }
 
 TEST_F(vm, pause_protocol)
