@@ -9,12 +9,17 @@
  *    exactly as KVM_CLEAR_DIRTY_LOG wants them (word w = pages 64w..64w+63,
  *    bit b = page 64w+b).  Bits past the end of the slot are never set.
  *    Ranges handed to the kernel point straight into it: no copy.
- *  - per memslot, a summary bitmap with bit w set if and only if word w is
- *    non-zero, over it a top bitmap with bit i set if and only if summary
- *    word i is non-zero, and a word window [wmin, wmax] that contains every
- *    non-zero word, so that a submit visits only the words that matter:
- *    two pages at the two ends of a 2^31-page memslot cost it a scan of at
- *    most 8192 top words, not of the 2^19 summary words between them.
+ *  - per memslot, a summary: byte w is 1 if and only if word w is non-zero,
+ *    byte g of a second level if and only if group g (words 64g..64g+63)
+ *    has a marked word, byte j of a third if and only if groups 64j..64j+63
+ *    have a marked one; and a word window [wmin, wmax] that contains every
+ *    non-zero word.  A submit visits only the words that matter: two pages
+ *    at the two ends of a 2^31-page memslot cost it 8192 third-level bytes,
+ *    not the 2^25 words between them.  Bytes, not bits, so that marking a
+ *    word is three plain stores: a bit would need a read-modify-write of a
+ *    word that the previous add also wrote, and the chain of such updates
+ *    set the pace of small adds.  Submit reads a group's 64 bytes as one
+ *    64-bit mask (sum_word()).
  *  - a list of the memslots that have queued pages.
  *
  * Queueing only ORs bits in: it does not count pages, so that an add costs
@@ -66,11 +71,13 @@ struct db_slot {
 				 * address space is representable) */
 	uint64_t npages;
 	uint64_t nwords;	/* DIV_ROUND_UP(npages, 64) */
-	uint64_t nsum;		/* DIV_ROUND_UP(nwords, 64) */
-	uint64_t ntop;		/* DIV_ROUND_UP(nsum, 64) */
+	uint64_t ngrp;		/* DIV_ROUND_UP(nwords, 64): groups of words */
+	uint64_t nsup;		/* DIV_ROUND_UP(ngrp, 64): groups of groups */
 	uint64_t *bits;		/* nwords */
-	uint64_t *sum;		/* nsum: bit w <=> bits[w] != 0 */
-	uint64_t *top;		/* ntop: bit i <=> sum[i] != 0 */
+	uint8_t *mark;		/* 64 * ngrp: mark[w] <=> bits[w] != 0 */
+	uint8_t *mark2;		/* 64 * nsup: mark2[g] <=> a mark in group g */
+	uint8_t *mark3;		/* nsup rounded up to 8: mark3[j] <=> a mark2
+				 * in [64j, 64j + 64) */
 	uint64_t wmin, wmax;	/* non-zero words lie in [wmin, wmax]; wmin
 				 * is NO_WORD (and wmax 0) when the slot has
 				 * nothing queued */
@@ -170,72 +177,6 @@ static inline uint64_t bits_mask(unsigned int lo, unsigned int hi)
 	return (~0ULL << lo) & (~0ULL >> (63 - hi));
 }
 
-/* First set bit of @bm at or after @from, or @lim if none below @lim. */
-static uint64_t find_next_set(const uint64_t *bm, uint64_t from, uint64_t lim)
-{
-	uint64_t i, x;
-
-	if (from >= lim)
-		return lim;
-	i = from >> 6;
-	x = bm[i] & (~0ULL << (from & 63));
-	while (!x) {
-		if (++i >= (lim + 63) >> 6)
-			return lim;
-		x = bm[i];
-	}
-	from = (i << 6) + (uint64_t)__builtin_ctzll(x);
-	return from < lim ? from : lim;
-}
-
-/* First clear bit of @bm at or after @from, or @lim if none below @lim. */
-static uint64_t find_next_zero(const uint64_t *bm, uint64_t from, uint64_t lim)
-{
-	uint64_t i, x;
-
-	if (from >= lim)
-		return lim;
-	i = from >> 6;
-	x = ~bm[i] & (~0ULL << (from & 63));
-	while (!x) {
-		if (++i >= (lim + 63) >> 6)
-			return lim;
-		x = ~bm[i];
-	}
-	from = (i << 6) + (uint64_t)__builtin_ctzll(x);
-	return from < lim ? from : lim;
-}
-
-/* Set bits [b, e) of @bm, e > b. */
-static void bm_set_range(uint64_t *bm, uint64_t b, uint64_t e)
-{
-	uint64_t wb = b >> 6, we = (e - 1) >> 6, i;
-
-	if (wb == we) {
-		bm[wb] |= bits_mask(b & 63, (e - 1) & 63);
-		return;
-	}
-	bm[wb] |= ~0ULL << (b & 63);
-	for (i = wb + 1; i < we; i++)
-		bm[i] = ~0ULL;
-	bm[we] |= ~0ULL >> (63 - ((e - 1) & 63));
-}
-
-/* Clear bits [b, e) of @bm, e > b. */
-static void bm_clear_range(uint64_t *bm, uint64_t b, uint64_t e)
-{
-	uint64_t wb = b >> 6, we = (e - 1) >> 6;
-
-	if (wb == we) {
-		bm[wb] &= ~bits_mask(b & 63, (e - 1) & 63);
-		return;
-	}
-	bm[wb] &= ~(~0ULL << (b & 63));
-	if (we > wb + 1)
-		memset(&bm[wb + 1], 0, (we - wb - 1) * sizeof(*bm));
-	bm[we] &= ~(~0ULL >> (63 - ((e - 1) & 63)));
-}
-
 /*
  * @cnt (1..64) bits of @src starting at bit @sb, right-aligned.  Reads only
  * the words that hold those bits.
@@ -281,98 +222,154 @@ static inline void slot_reset_window(struct db_slot *s)
 	s->wmax = 0;
 }
 
-/* Word @w of @s is non-zero: mark it in the summary (and the top level). */
-static inline void sum_mark(struct db_slot *s, uint64_t w)
+/* Word @w of @s is non-zero: mark it at every level. */
+static inline void word_mark(struct db_slot *s, uint64_t w)
 {
-	uint64_t i = w >> 6, old = s->sum[i];
+	/* the pointers first: a byte store may alias them */
+	uint8_t *m1 = s->mark, *m2 = s->mark2, *m3 = s->mark3;
 
-	s->sum[i] = old | 1ULL << (w & 63);
-	if (!old)
-		s->top[i >> 6] |= 1ULL << (i & 63);
+	m1[w] = 1;
+	m2[w >> 6] = 1;
+	m3[w >> 12] = 1;
 }
 
 /* Words [b, e) of @s are non-zero, e > b. */
-static void sum_mark_range(struct db_slot *s, uint64_t b, uint64_t e)
+static void word_mark_range(struct db_slot *s, uint64_t b, uint64_t e)
 {
-	bm_set_range(s->sum, b, e);
-	bm_set_range(s->top, b >> 6, ((e - 1) >> 6) + 1);
+	uint64_t gb = b >> 6, ge = (e - 1) >> 6;
+
+	memset(s->mark + b, 1, e - b);
+	memset(s->mark2 + gb, 1, ge - gb + 1);
+	memset(s->mark3 + (gb >> 6), 1, (ge >> 6) - (gb >> 6) + 1);
 }
 
-/* Summary words [ib, ie] of @s changed by setting bits only: sync the top. */
-static void sum_sync_top(struct db_slot *s, uint64_t ib, uint64_t ie)
+static inline uint64_t load64(const uint8_t *p)
 {
-	for (uint64_t i = ib; i <= ie; i++)
-		if (s->sum[i])
-			s->top[i >> 6] |= 1ULL << (i & 63);
+	uint64_t x;
+
+	memcpy(&x, p, sizeof(x));
+	return x;
+}
+
+/* Is any of the 64 bytes at @p (8-byte aligned) non-zero? */
+static inline bool any64(const uint8_t *p)
+{
+	return (load64(p) | load64(p + 8) | load64(p + 16) | load64(p + 24) |
+		load64(p + 32) | load64(p + 40) | load64(p + 48) | load64(p + 56)) != 0;
+}
+
+/* Group @g of @s as a mask: bit k set <=> word 64g + k is non-zero. */
+static inline uint64_t sum_word(const struct db_slot *s, uint64_t g)
+{
+	const uint8_t *p = s->mark + (g << 6);
+	uint64_t r = 0;
+
+	if (!s->mark2[g])
+		return 0;
+	/* eight 0/1 bytes to eight bits: the multiply gathers byte k's bit
+	 * at bit 56 + k, with no carries */
+	for (unsigned int k = 0; k < 8; k++)
+		r |= ((load64(p + 8 * k) * 0x0102040810204080ULL) >> 56) << (8 * k);
+	return r;
+}
+
+/* First index in [from, lim) whose byte in @a is non-zero, or @lim. */
+static uint64_t next_byte(const uint8_t *a, uint64_t from, uint64_t lim)
+{
+	while (from < lim && (from & 7)) {
+		if (a[from])
+			return from;
+		from++;
+	}
+	for (; from < lim; from += 8) {
+		uint64_t x = load64(a + from);
+
+		if (x) {
+			from += (uint64_t)__builtin_ctzll(x) >> 3;
+			return from < lim ? from : lim;
+		}
+	}
+	return lim;
 }
 
 /* Words [b, e) of @s are zero now, e > b: unmark them. */
-static void sum_unmark_range(struct db_slot *s, uint64_t b, uint64_t e)
+static void word_unmark_range(struct db_slot *s, uint64_t b, uint64_t e)
 {
-	uint64_t ib = b >> 6, ie = (e - 1) >> 6;
+	uint64_t gb = b >> 6, ge = (e - 1) >> 6, jb = gb >> 6, je = ge >> 6;
 
-	bm_clear_range(s->sum, b, e);
-	if (!s->sum[ib])
-		s->top[ib >> 6] &= ~(1ULL << (ib & 63));
-	if (ie > ib && !s->sum[ie])
-		s->top[ie >> 6] &= ~(1ULL << (ie & 63));
-	if (ie > ib + 1)
-		bm_clear_range(s->top, ib + 1, ie);
+	memset(s->mark + b, 0, e - b);
+	/* groups strictly inside are empty now; the two ends may not be */
+	if (ge > gb + 1)
+		memset(s->mark2 + gb + 1, 0, ge - gb - 1);
+	s->mark2[gb] = any64(s->mark + (gb << 6));
+	s->mark2[ge] = any64(s->mark + (ge << 6));
+	if (je > jb + 1)
+		memset(s->mark3 + jb + 1, 0, je - jb - 1);
+	s->mark3[jb] = any64(s->mark2 + (jb << 6));
+	s->mark3[je] = any64(s->mark2 + (je << 6));
 }
 
 /*
  * First word of @s at or after @from, below @lim, that the summary marks,
- * or @lim.  Zero summary words are skipped through the top level.
+ * or @lim.  Empty groups are skipped through the upper levels.
  */
 static uint64_t sum_next_set(const struct db_slot *s, uint64_t from, uint64_t lim)
 {
-	uint64_t i, x, ilim = (lim + 63) >> 6;
+	uint64_t g, x, glim = (lim + 63) >> 6, end, j;
 
 	if (from >= lim)
 		return lim;
-	i = from >> 6;
-	x = s->sum[i] & (~0ULL << (from & 63));
+	g = from >> 6;
+	x = sum_word(s, g) & (~0ULL << (from & 63));
 	if (!x) {
-		i = find_next_set(s->top, i + 1, ilim);
-		if (i >= ilim)
+		/* the rest of this third-level group, then the next marked one */
+		end = ((g >> 6) + 1) << 6;
+		g = next_byte(s->mark2, g + 1, end < glim ? end : glim);
+		if (g >= glim)
 			return lim;
-		x = s->sum[i];
+		if (g == (end < glim ? end : glim)) {
+			j = next_byte(s->mark3, end >> 6, (glim + 63) >> 6);
+			if (j << 6 >= glim)
+				return lim;
+			end = (j + 1) << 6;
+			g = next_byte(s->mark2, j << 6, end < glim ? end : glim);
+			if (g >= glim)
+				return lim;
+		}
+		x = sum_word(s, g);
 	}
-	from = (i << 6) + (uint64_t)__builtin_ctzll(x);
+	from = (g << 6) + (uint64_t)__builtin_ctzll(x);
 	return from < lim ? from : lim;
 }
 
 /*
  * OR @lo into word @w0 of @s and @hi into word @w1, which is w0 or w0 + 1
  * (@hi 0 if w0).  The path of QEMU's smallest clear chunks and of single
- * pages: inline, small frame, one summary update when both words have
- * bits and share a summary word.
+ * pages: inline, small frame.
  */
 static inline __attribute__((always_inline)) void
 queue_words_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t w0,
 		  uint64_t w1, uint64_t lo, uint64_t hi)
 {
-	if (lo && hi && (w0 & 63) != 63) {
-		uint64_t i = w0 >> 6, old = s->sum[i];
+	/* the pointers first: a byte store may alias them */
+	uint64_t *bits = s->bits;
+	uint8_t *m1 = s->mark, *m2 = s->mark2, *m3 = s->mark3;
 
-		s->bits[w0] |= lo;
-		s->bits[w1] |= hi;
-		s->sum[i] = old | 3ULL << (w0 & 63);
-		if (!old)
-			s->top[i >> 6] |= 1ULL << (i & 63);
-		slot_mark(ctx, s, w0, w1);
-		return;
-	}
 	if (lo) {
-		s->bits[w0] |= lo;
-		sum_mark(s, w0);
+		bits[w0] |= lo;
+		m1[w0] = 1;
+		m2[w0 >> 6] = 1;
+		m3[w0 >> 12] = 1;
 	}
 	if (hi) {
-		s->bits[w1] |= hi;
-		sum_mark(s, w1);
+		bits[w1] |= hi;
+		m1[w1] = 1;
+		m2[w1 >> 6] = 1;
+		m3[w1 >> 12] = 1;
 	}
+	/* the window may be wider than the non-zero words, never narrower */
 	if (lo | hi)
-		slot_mark(ctx, s, lo ? w0 : w1, hi ? w1 : w0);
+		slot_mark(ctx, s, w0, w1);
 }
 
 /* OR @v, @n (1..64) right-aligned bits, into pages [first, first + n) of @s. */
@@ -399,7 +396,7 @@ queue_run_long(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
 	for (w = w0 + 1; w < w1; w++)
 		bits[w] = ~0ULL;
 	bits[w1] |= ~0ULL >> (63 - (last & 63));
-	sum_mark_range(s, w0, w1 + 1);
+	word_mark_range(s, w0, w1 + 1);
 	slot_mark(ctx, s, w0, w1);
 }
 
@@ -446,7 +443,8 @@ queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
 	uint64_t last = first + n - 1;
 	uint64_t w0 = first >> 6, w1 = last >> 6, w, m;
 	uint64_t lo_w = NO_WORD, hi_w = 0;
-	uint64_t *bits = s->bits, *sum = s->sum;
+	uint64_t *bits = s->bits;
+	uint8_t *mark = s->mark;
 	/* source bit of page p is p + delta (mod 2^64) */
 	uint64_t delta = off - first, sb;
 	const uint64_t *sp;
@@ -455,7 +453,7 @@ queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
 #define DB_OR_WORD(w, m) do {						\
 		if (m) {						\
 			bits[w] |= (m);					\
-			sum[(w) >> 6] |= 1ULL << ((w) & 63);		\
+			mark[w] = 1;					\
 			if (lo_w == NO_WORD)				\
 				lo_w = (w);				\
 			hi_w = (w);					\
@@ -493,7 +491,11 @@ queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
 	DB_OR_WORD(w1, m);
 #undef DB_OR_WORD
 	if (lo_w != NO_WORD) {
-		sum_sync_top(s, lo_w >> 6, hi_w >> 6);
+		/* the upper levels of the groups the marks went to */
+		for (w = lo_w >> 6; w <= hi_w >> 6; w++)
+			s->mark2[w] |= any64(mark + (w << 6));
+		for (w = lo_w >> 12; w <= hi_w >> 12; w++)
+			s->mark3[w] |= any64(s->mark2 + (w << 6));
 		slot_mark(ctx, s, lo_w, hi_w);
 	}
 }
@@ -510,15 +512,11 @@ unqueue_words_body(struct db_slot *s, uint64_t ws, uint64_t we, bool hw)
 	uint64_t cnt = 0, w;
 	uint64_t *bits = s->bits;
 
-	for (w = ws; w < we; w++) {
-		uint64_t x = bits[w];
-
-		if (!x)
-			continue;
-		cnt += hw ? (unsigned int)__builtin_popcountll(x) : pop64(x);
-		bits[w] = 0;
-	}
-	sum_unmark_range(s, ws, we);
+	/* no test for zero words: short runs make it a coin toss */
+	for (w = ws; w < we; w++)
+		cnt += hw ? (unsigned int)__builtin_popcountll(bits[w]) : pop64(bits[w]);
+	memset(bits + ws, 0, (we - ws) * sizeof(*bits));
+	word_unmark_range(s, ws, we);
 	if (ws <= s->wmin)
 		s->wmin = we;
 	return cnt;
@@ -562,19 +560,20 @@ static uint64_t unqueue_words(struct db_slot *s, uint64_t ws, uint64_t we)
 }
 #endif
 
-/* Pages queued in @s: the words of its window that the summary marks. */
+/* Pages queued in @s: the words of the marked groups of its window. */
 static uint64_t slot_count(const struct db_slot *s)
 {
-	uint64_t n = 0, lim, ws, we, w;
+	uint64_t n = 0, lim, w, e;
 
 	if (s->wmin == NO_WORD)
 		return 0;
 	lim = s->wmax + 1;
-	w = s->wmin;
-	while ((ws = sum_next_set(s, w, lim)) < lim) {
-		we = find_next_zero(s->sum, ws, lim);
-		for (w = ws; w < we; w++)
-			n += pop64(s->bits[w]);
+	for (w = s->wmin; (w = sum_next_set(s, w, lim)) < lim; w = e) {
+		e = ((w >> 6) + 1) << 6;	/* the rest of its group */
+		if (e > lim)
+			e = lim;
+		for (uint64_t i = w; i < e; i++)
+			n += pop64(s->bits[i]);
 	}
 	return n;
 }
@@ -587,7 +586,7 @@ static uint64_t slot_discard(struct db_slot *s)
 	if (s->wmin != NO_WORD && s->wmin <= s->wmax) {
 		memset(&s->bits[s->wmin], 0,
 		       (s->wmax - s->wmin + 1) * sizeof(uint64_t));
-		sum_unmark_range(s, s->wmin, s->wmax + 1);
+		word_unmark_range(s, s->wmin, s->wmax + 1);
 	}
 	slot_reset_window(s);
 	return n;
@@ -737,10 +736,10 @@ DIRTYBATCH_API int dirtybatch_add_pages(struct dirtybatch_ctx *ctx,
 
 		/* every bit is set: no test for empty words */
 		s->bits[w0] |= v << sh;
-		sum_mark(s, w0);
+		word_mark(s, w0);
 		if (w1 != w0) {
 			s->bits[w1] |= v >> (64 - sh);
-			sum_mark(s, w1);
+			word_mark(s, w1);
 		}
 		slot_mark(ctx, s, w0, w1);
 		return 0;
@@ -884,9 +883,10 @@ static void note_applied(struct dirtybatch_ctx *ctx, struct db_slot *s,
 }
 
 /*
- * Does @x, a non-zero summary word, hold a run of more than @gap zero bits
- * between two of its set bits?  The AND of gap + 1 shifted copies of its
- * zero bits, made by doubling: a few instructions for any gap below 63.
+ * Does @x, a group's non-zero mask (sum_word()), hold a run of more than
+ * @gap zero bits between two of its set bits?  The AND of gap + 1 shifted
+ * copies of its zero bits, made by doubling: a few instructions for any
+ * gap below 63.
  */
 static inline bool inner_gap(uint64_t x, uint64_t gap)
 {
@@ -912,7 +912,7 @@ static inline bool inner_gap(uint64_t x, uint64_t gap)
  * (a run of non-zero words alone may be longer: the caller cuts it into
  * pieces, none of which then starts or ends with a zero word).  Advances
  * *@w past it; false when nothing is queued from *@w on.  Walks the
- * summary a word at a time where a whole summary word joins the range
+ * summary a group (64 words) at a time where a whole group joins the range
  * (no gap in it longer than @gap, the range still within @maxlen), else a
  * run of set bits at a time, so that many short runs with short gaps cost
  * a few instructions per 64 words.
@@ -920,7 +920,6 @@ static inline bool inner_gap(uint64_t x, uint64_t gap)
 static bool next_run(const struct db_slot *s, uint64_t *w, uint64_t gap,
 		     uint64_t maxlen, uint64_t *ws, uint64_t *we)
 {
-	const uint64_t *sum = s->sum;
 	uint64_t lim, a, last, i, x;
 
 	if (*w == NO_WORD)
@@ -932,13 +931,13 @@ static bool next_run(const struct db_slot *s, uint64_t *w, uint64_t gap,
 	/* last: the last non-zero word of the range so far */
 	last = a;
 	i = a >> 6;
-	x = sum[i] & (~0ULL << (a & 63));
+	x = sum_word(s, i) & (~0ULL << (a & 63));
 	for (;;) {
 		if (x) {
 			uint64_t b = (i << 6) + (uint64_t)__builtin_ctzll(x);
 			uint64_t h = (i << 6) + 63 - (uint64_t)__builtin_clzll(x);
 
-			/* the whole summary word joins the range */
+			/* the whole group joins the range */
 			if ((b <= last + 1 || b - last - 1 <= gap) &&
 			    h - a < maxlen && !inner_gap(x, gap)) {
 				last = h;
@@ -957,7 +956,7 @@ static bool next_run(const struct db_slot *s, uint64_t *w, uint64_t gap,
 		}
 		if (++i << 6 >= lim || (i << 6) > last + 1 + gap)
 			break;
-		x = sum[i];
+		x = sum_word(s, i);
 	}
 out:
 	*ws = a;
@@ -1337,8 +1336,9 @@ static void free_slot(struct db_slot *s)
 	if (!s)
 		return;
 	free(s->bits);
-	free(s->sum);
-	free(s->top);
+	free(s->mark);
+	free(s->mark2);
+	free(s->mark3);
 	free(s);
 }
 
@@ -1506,13 +1506,15 @@ static struct db_slot *alloc_slot(const struct dirtybatch_ctx *ctx,
 	s->npages = d->npages;
 	s->gpa_last = d->guest_phys_addr + ((d->npages << ctx->page_shift) - 1);
 	s->nwords = (d->npages + 63) >> 6;
-	s->nsum = (s->nwords + 63) >> 6;
-	s->ntop = (s->nsum + 63) >> 6;
+	s->ngrp = (s->nwords + 63) >> 6;
+	s->nsup = (s->ngrp + 63) >> 6;
 	s->bits = calloc(s->nwords, sizeof(uint64_t));
-	s->sum = calloc(s->nsum, sizeof(uint64_t));
-	s->top = calloc(s->ntop, sizeof(uint64_t));
+	/* whole groups, so that any64() and sum_word() stay inside */
+	s->mark = calloc(s->ngrp, 64);
+	s->mark2 = calloc(s->nsup, 64);
+	s->mark3 = calloc((s->nsup + 7) & ~7ULL, 1);
 	slot_reset_window(s);
-	if (!s->bits || !s->sum || !s->top) {
+	if (!s->bits || !s->mark || !s->mark2 || !s->mark3) {
 		free_slot(s);
 		return NULL;
 	}
