@@ -222,15 +222,19 @@ static inline void slot_reset_window(struct db_slot *s)
 	s->wmax = 0;
 }
 
-/* Word @w of @s is non-zero: mark it at every level. */
-static inline void word_mark(struct db_slot *s, uint64_t w)
+/* Word @w is non-zero: mark it in @m1, @m2, @m3 (a slot's three levels). */
+static inline __attribute__((always_inline)) void
+mark3(uint8_t *m1, uint8_t *m2, uint8_t *m3, uint64_t w)
 {
-	/* the pointers first: a byte store may alias them */
-	uint8_t *m1 = s->mark, *m2 = s->mark2, *m3 = s->mark3;
-
 	m1[w] = 1;
 	m2[w >> 6] = 1;
 	m3[w >> 12] = 1;
+}
+
+/* Word @w of @s is non-zero: mark it at every level. */
+static inline void word_mark(struct db_slot *s, uint64_t w)
+{
+	mark3(s->mark, s->mark2, s->mark3, w);
 }
 
 /* Words [b, e) of @s are non-zero, e > b. */
@@ -357,15 +361,14 @@ queue_words_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t w0,
 
 	if (lo) {
 		bits[w0] |= lo;
-		m1[w0] = 1;
-		m2[w0 >> 6] = 1;
-		m3[w0 >> 12] = 1;
+		/* small adds are bound by stores: consecutive chunks share
+		 * this word, which the previous one marked */
+		if (!m1[w0])
+			mark3(m1, m2, m3, w0);
 	}
 	if (hi) {
 		bits[w1] |= hi;
-		m1[w1] = 1;
-		m2[w1 >> 6] = 1;
-		m3[w1 >> 12] = 1;
+		mark3(m1, m2, m3, w1);
 	}
 	/* the window may be wider than the non-zero words, never narrower */
 	if (lo | hi)
