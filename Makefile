@@ -48,6 +48,7 @@ selftests:
 RELEASE ?= $(or $(patsubst linux-headers-%,%,$(filter linux-headers-%,$(notdir $(realpath $(KDIR))))),\
 	$(shell $(MAKE) -s -C $(KDIR) kernelrelease 2>/dev/null))
 MDIR = $(O)/module/$(RELEASE)
+HIDE_SYMBOL_SRCS := $(wildcard selftests/kvm_dirtybatch/hide_symbol/*)
 
 module:
 	@test -n "$(RELEASE)" || { echo "cannot tell the kernel release of $(KDIR)"; exit 1; }
@@ -56,6 +57,12 @@ module:
 	$(MAKE) -C $(KDIR) M=$(MDIR)/src O= $(KBUILD_ARGS) modules
 	@cp $(MDIR)/src/module/kvm_dirtybatch.ko $(MDIR)/
 	@echo "  MODULE  $(MDIR)/kvm_dirtybatch.ko"
+	@# the selftests' helper module (refused_load.sh); never installed
+	@mkdir -p $(MDIR)/hide_symbol
+	@cp -a $(HIDE_SYMBOL_SRCS) $(MDIR)/hide_symbol/
+	$(MAKE) -C $(KDIR) M=$(MDIR)/hide_symbol O= $(KBUILD_ARGS) modules
+	@cp $(MDIR)/hide_symbol/hide_symbol.ko $(MDIR)/
+	@echo "  MODULE  $(MDIR)/hide_symbol.ko (selftests only)"
 
 modules-all:
 	@test -n "$(KERNELS)" || { echo "no /usr/src/linux-headers-*-amd64: run 'make deps'"; exit 1; }
