@@ -20,15 +20,8 @@ ko=${1:?usage: module_lifetime.sh KO TESTS_DIR}
 tests=${2:?usage: module_lifetime.sh KO TESTS_DIR}
 dev=/dev/kvm_dirtybatch
 stats=/sys/kernel/debug/kvm_dirtybatch/stats
-n=0 failed=0
-
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
-check() { # description command...
-	local d=$1
-	shift
-	if "$@"; then ok "$d"; else not_ok "$d"; fi
-}
+# shellcheck source=tap.sh
+. "$(dirname "$0")/tap.sh"
 loaded() { [ -d /sys/module/kvm_dirtybatch ]; }
 refcnt() { cat /sys/module/kvm_dirtybatch/refcnt 2>/dev/null; }
 stat_of() { awk -v f="$1" '$1 == f { print $2 }' "$stats"; }

@@ -22,15 +22,8 @@ ko=${1:?usage: refused_load.sh KO HIDE_KO}
 hide=${2:?usage: refused_load.sh KO HIDE_KO}
 dev=/dev/kvm_dirtybatch
 syms="kvm_arch_mmu_enable_log_dirty_pt_masked kvm_arch_sync_dirty_log file_is_kvm kvm_flush_remote_tlbs"
-n=0 failed=0
-
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
-check() { # description command...
-	local d=$1
-	shift
-	if "$@"; then ok "$d"; else not_ok "$d"; fi
-}
+# shellcheck source=tap.sh
+. "$(dirname "$0")/tap.sh"
 loaded() { [ -d "/sys/module/$1" ]; }
 kvm_holders() { ls /sys/module/kvm/holders 2>/dev/null | sort | tr '\n' ' '; }
 
