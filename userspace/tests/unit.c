@@ -1797,14 +1797,14 @@ static void test_big_slot(void)
 	ok &= qp(t, 7, np - 1, 1) == 0;
 	r = dirtybatch_submit(t->ctx, &res);
 	ok &= r == 4096 * 3 + 64 + 1 && res.ranges == 3 && t->nrec == 3;
-	tap_ok(ok && !t->bad, "4M-page slot, runs across summary words %s", t->why);
+	tap_ok(ok && !t->bad, "4M-page slot, runs across summary groups %s", t->why);
 	tc_del(t);
 }
 
 /*
- * A few short runs far apart in a 2^22-page slot (65536 words, 1024
- * summary words, 16 top-level words), both modes, random gaps, failures
- * injected: submits find the runs through the summary's top level, and
+ * A few short runs far apart in a 2^22-page slot (65536 words: 1024
+ * groups of 64, 16 groups of 4096), both modes, random gaps, failures
+ * injected: submits find the runs through the summary's upper levels, and
  * the ranges are exactly the model's.
  */
 static void test_sparse_big_slot(void)
