@@ -53,12 +53,12 @@
 #define NO_WORD		UINT64_MAX
 
 /*
- * The short add paths take page numbers and bit offsets
- * up to DB_FAST_LIMIT and non-NULL bitmaps below DB_FAST_PTR_LIMIT: then
- * first + npages cannot overflow and the caller's words (at most
- * DB_FAST_LIMIT / 8 + 16 bytes from the bitmap's start) cannot wrap, so
- * one comparison each replaces the exact checks.  Anything else (on 64-bit
- * never a real caller's values) takes the exact path.
+ * The short add paths take page numbers and bit offsets up to
+ * DB_FAST_LIMIT and non-NULL bitmaps below DB_FAST_PTR_LIMIT: then first +
+ * npages cannot overflow and the caller's words (at most DB_FAST_LIMIT / 8
+ * + 16 bytes from the bitmap's start) cannot wrap, so one comparison each
+ * replaces the exact checks.  Anything else (on 64-bit never a real
+ * caller's values) takes the exact path.
  */
 #define DB_FAST_LIMIT		((uint64_t)(UINTPTR_MAX >> 4))
 #define DB_FAST_PTR_LIMIT	(UINTPTR_MAX - (UINTPTR_MAX >> 4))
@@ -247,6 +247,11 @@ static void word_mark_range(struct db_slot *s, uint64_t b, uint64_t e)
 	memset(s->mark3 + (gb >> 6), 1, (ge >> 6) - (gb >> 6) + 1);
 }
 
+static inline uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
 static inline uint64_t load64(const uint8_t *p)
 {
 	uint64_t x;
@@ -327,16 +332,15 @@ static uint64_t sum_next_set(const struct db_slot *s, uint64_t from, uint64_t li
 	x = sum_word(s, g) & (~0ULL << (from & 63));
 	if (!x) {
 		/* the rest of this third-level group, then the next marked one */
-		end = ((g >> 6) + 1) << 6;
-		g = next_byte(s->mark2, g + 1, end < glim ? end : glim);
+		end = min_u64(((g >> 6) + 1) << 6, glim);
+		g = next_byte(s->mark2, g + 1, end);
 		if (g >= glim)
 			return lim;
-		if (g == (end < glim ? end : glim)) {
+		if (g == end) {
 			j = next_byte(s->mark3, end >> 6, (glim + 63) >> 6);
 			if (j << 6 >= glim)
 				return lim;
-			end = (j + 1) << 6;
-			g = next_byte(s->mark2, j << 6, end < glim ? end : glim);
+			g = next_byte(s->mark2, j << 6, min_u64((j + 1) << 6, glim));
 			if (g >= glim)
 				return lim;
 		}
@@ -348,8 +352,8 @@ static uint64_t sum_next_set(const struct db_slot *s, uint64_t from, uint64_t li
 
 /*
  * OR @lo into word @w0 of @s and @hi into word @w1, which is w0 or w0 + 1
- * (@hi 0 if w0).  The path of QEMU's smallest clear chunks and of single
- * pages: inline, small frame.
+ * (@hi is 0 when w1 == w0).  The path of QEMU's smallest clear chunks and
+ * of single pages: inline, small frame.
  */
 static inline __attribute__((always_inline)) void
 queue_words_short(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t w0,
