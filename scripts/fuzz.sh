@@ -44,16 +44,9 @@ logdir=$O/logs
 mkdir -p "$logdir"
 start=$(date +%s)
 
-newest_release() { # series -> newest installed release with a built module
-	local k r best=
-	for k in /boot/vmlinuz-"$1".*; do
-		r=${k#/boot/vmlinuz-}
-		case $r in "$1".*-amd64) ;; *) continue ;; esac
-		[ -f "$O/module/$r/kvm_dirtybatch.ko" ] || continue
-		best=$(printf '%s\n%s\n' "$best" "$r" | sed '/^$/d' | sort -V | tail -n1)
-	done
-	echo "$best"
-}
+# shellcheck source=kernels.sh
+. "$top/scripts/kernels.sh"
+has_module() { [ -f "$O/module/$1/kvm_dirtybatch.ko" ]; }
 
 echo "fuzz: building the module for every kernel and the tests"
 make -s modules-all O="$O" >"$logdir/fuzz-build.log" 2>&1 &&
@@ -85,7 +78,7 @@ run_kernel() { # release
 
 rels=
 for series in $kernels; do
-	rel=$(newest_release "$series")
+	rel=$(newest_release "$series" has_module)
 	if [ -z "$rel" ]; then
 		echo "fuzz: no installed $series kernel with a built module (make deps; make modules-all)"
 		exit 1
