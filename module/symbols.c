@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Symbol resolution: the KVM internals that KVM_CLEAR_DIRTY_LOG uses are
- * not exported to other modules (and from 6.18 on, file_is_kvm and
- * kvm_flush_remote_tlbs are exported to kvm-amd/kvm-intel only), so they
- * are looked up once at load time through kallsyms_lookup_name, itself
- * found with a kprobe.  Loading fails with one clear message naming what
- * is missing.
+ * Symbol resolution.  file_is_kvm and kvm_flush_remote_tlbs are linked
+ * where KVM exports them to every module (up to 6.17; module/Kbuild probes
+ * Module.symvers).  The KVM internals that KVM_CLEAR_DIRTY_LOG uses and that
+ * are not exported to this module are looked up once at load time through
+ * kallsyms_lookup_name, itself found with a kprobe.  Loading fails with one
+ * clear message naming what is missing; a successful load logs one line
+ * saying how each function was found.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/kallsyms.h>
+#include <linux/kernel.h>
 #include <linux/kprobes.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -85,42 +87,65 @@ static void owner_of(unsigned long addr, char *mod)
 		strscpy(mod, open + 1, min_t(size_t, close - open, KSYM_NAME_LEN));
 }
 
+#ifdef DIRTYBATCH_LINK_FILE_IS_KVM
+#define DIRTYBATCH_FILE_IS_KVM		file_is_kvm
+#else
+#define DIRTYBATCH_FILE_IS_KVM		NULL
+#endif
+#ifdef DIRTYBATCH_LINK_FLUSH_REMOTE_TLBS
+#define DIRTYBATCH_FLUSH_REMOTE_TLBS	kvm_flush_remote_tlbs
+#else
+#define DIRTYBATCH_FLUSH_REMOTE_TLBS	NULL
+#endif
+
 /**
- * dirtybatch_resolve_symbols() - look up every KVM internal the module calls
+ * dirtybatch_resolve_symbols() - find every KVM function the module calls
  *
- * Each symbol must exist, be callable through a pointer (IBT) and live in
- * the core kernel or in the module that exports kvm_get_kvm(): this module
- * links against kvm_get_kvm(), so that module cannot be unloaded under us.
+ * A function KVM exports to this module is linked.  Any other must exist in
+ * kallsyms, be callable through a pointer (IBT) and live in the core kernel
+ * or in the module that exports kvm_get_kvm(): this module links against
+ * kvm_get_kvm(), so that module cannot be unloaded under us.
  *
- * Return: 0, or -ENOENT after logging the first missing symbol.
+ * Return: 0 after logging how each function was found, or -ENOENT after
+ * logging the first one that cannot be used.
  */
 int dirtybatch_resolve_symbols(void)
 {
 	static const struct {
 		const char *name;
 		size_t offset;
+		void *linked;
 	} table[] = {
-#define SYM(field, name) { name, offsetof(struct dirtybatch_syms, field) }
-		SYM(enable_log_dirty_pt_masked, "kvm_arch_mmu_enable_log_dirty_pt_masked"),
-		SYM(sync_dirty_log, "kvm_arch_sync_dirty_log"),
-		SYM(file_is_kvm, "file_is_kvm"),
-		SYM(flush_remote_tlbs, "kvm_flush_remote_tlbs"),
+#define SYM(field, name, linked) \
+	{ name, offsetof(struct dirtybatch_syms, field), linked }
+		SYM(enable_log_dirty_pt_masked, "kvm_arch_mmu_enable_log_dirty_pt_masked", NULL),
+		SYM(sync_dirty_log, "kvm_arch_sync_dirty_log", NULL),
+		SYM(file_is_kvm, "file_is_kvm", DIRTYBATCH_FILE_IS_KVM),
+		SYM(flush_remote_tlbs, "kvm_flush_remote_tlbs", DIRTYBATCH_FLUSH_REMOTE_TLBS),
 #undef SYM
 	};
 	char kvm_mod[KSYM_NAME_LEN], mod[KSYM_NAME_LEN];
-	kallsyms_lookup_name_t lookup;
+	char linked[128] = "", looked_up[128] = "";
+	size_t nlinked = 0, nlooked_up = 0;
+	kallsyms_lookup_name_t lookup = NULL;
 	unsigned long addr;
 	size_t i;
 
-	lookup = find_kallsyms_lookup_name();
-	if (!lookup) {
-		pr_err("cannot load: kallsyms_lookup_name not found through kprobes%s\n",
-		       ibt_enabled() ? " or not callable with IBT" : "");
-		return -ENOENT;
-	}
-
 	owner_of((unsigned long)kvm_get_kvm, kvm_mod);
 	for (i = 0; i < ARRAY_SIZE(table); i++) {
+		if (table[i].linked) {
+			addr = (unsigned long)table[i].linked;
+			nlinked += scnprintf(linked + nlinked, sizeof(linked) - nlinked,
+					     " %s", table[i].name);
+			goto found;
+		}
+		if (!lookup)
+			lookup = find_kallsyms_lookup_name();
+		if (!lookup) {
+			pr_err("cannot load: kallsyms_lookup_name not found through kprobes%s\n",
+			       ibt_enabled() ? " or not callable with IBT" : "");
+			return -ENOENT;
+		}
 		addr = lookup(table[i].name);
 		if (!addr) {
 			pr_err("cannot load: KVM symbol %s not found\n", table[i].name);
@@ -137,8 +162,13 @@ int dirtybatch_resolve_symbols(void)
 			       table[i].name, mod, kvm_mod[0] ? kvm_mod : "vmlinux");
 			return -ENOENT;
 		}
+		nlooked_up += scnprintf(looked_up + nlooked_up,
+					sizeof(looked_up) - nlooked_up, " %s", table[i].name);
+found:
 		*(unsigned long *)((char *)&dirtybatch_syms + table[i].offset) = addr;
 	}
+	pr_info("loaded: linked:%s; kallsyms:%s\n",
+		linked[0] ? linked : " none", looked_up[0] ? looked_up : " none");
 	return 0;
 }
 

@@ -10,7 +10,10 @@
 # while it is loaded, kallsyms_lookup_name() returns 0 for one symbol
 # (mode=missing) or the address of a function of hide_symbol (mode=foreign).
 #
-# For every symbol the module resolves, and both modes:
+# First the module loads once: its kernel log has exactly one line, saying
+# which KVM functions were linked (exported to it) and which were resolved
+# through kallsyms; each of the four is in exactly one list.
+# For every symbol resolved through kallsyms, and both modes:
 #  - insmod fails with ENOENT;
 #  - the kernel log has exactly the module's message for that symbol;
 #  - no /sys/module/kvm_dirtybatch, no /dev/kvm_dirtybatch, no debugfs dir;
@@ -21,7 +24,7 @@ set -u
 ko=${1:?usage: refused_load.sh KO HIDE_KO}
 hide=${2:?usage: refused_load.sh KO HIDE_KO}
 dev=/dev/kvm_dirtybatch
-syms="kvm_arch_mmu_enable_log_dirty_pt_masked kvm_arch_sync_dirty_log file_is_kvm kvm_flush_remote_tlbs"
+all_syms="kvm_arch_mmu_enable_log_dirty_pt_masked kvm_arch_sync_dirty_log file_is_kvm kvm_flush_remote_tlbs"
 # shellcheck source=tap.sh
 . "$(dirname "$0")/tap.sh"
 loaded() { [ -d "/sys/module/$1" ]; }
@@ -37,8 +40,32 @@ if loaded kvm_dirtybatch; then
 	echo "1..0 # SKIP kvm_dirtybatch is loaded: run this in a guest without it"
 	exit 4
 fi
-echo "1..$((8 * 4 + 3))"
 holders0=$(kvm_holders)
+
+# How each function is found: "loaded: linked: A B; kallsyms: C D"
+dmesg -C
+insmod "$ko"
+load_rc=$?
+log=$(dmesg | grep 'kvm_dirtybatch:')
+rmmod kvm_dirtybatch 2>/dev/null
+line=$(echo "$log" | sed -n 's/.*kvm_dirtybatch: loaded: linked:\(.*\); kallsyms:\(.*\)$/\1;\2/p')
+linked=${line%;*}
+syms=${line#*;}
+[ "$linked" = " none" ] && linked=
+[ "$syms" = " none" ] && syms=
+nsyms=$(echo $syms | wc -w)
+echo "1..$((8 * nsyms + 5))"
+echo "# linked:${linked:- none}; kallsyms:${syms:- none}"
+check "the module loads and logs one line saying how each KVM function was found" \
+	eval '[ $load_rc -eq 0 ] && [ -n "$line" ] && [ "$(echo "$log" | wc -l)" = 1 ]'
+[ -n "$line" ] || echo "# log: $log"
+each_once() {
+	local s
+	for s in $all_syms; do
+		[ "$(echo $linked $syms | tr ' ' '\n' | grep -cx "$s")" = 1 ] || return 1
+	done
+}
+check "each of the four functions is linked or resolved, once" each_once
 
 for sym in $syms; do
 	for mode in missing foreign; do
