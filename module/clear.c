@@ -2,10 +2,17 @@
 /*
  * The clearing core: KVM_DIRTYBATCH_CLEAR applies a list of
  * KVM_CLEAR_DIRTY_LOG requests with one kvm->slots_lock hold, one MMU-lock
- * hold (broken every KVM_DIRTYBATCH_LOCK_BREAK_WORDS bitmap words) and one
- * TLB flush.  Each range behaves exactly as kvm_clear_dirty_log_protect()
+ * hold (dropped whenever another task waits for it or a reschedule is due)
+ * and one TLB flush.  Each range behaves as kvm_clear_dirty_log_protect()
  * in virt/kvm/kvm_main.c; the whole call is validated and every user
- * bitmap copied before any dirty bit changes.
+ * bitmap read before any dirty bit changes.
+ *
+ * Like KVM, the module stages the user bitmaps in the memslot's second
+ * dirty bitmap (kvm_second_dirty_bitmap(), KVM's own scratch space for
+ * GET/CLEAR_DIRTY_LOG, only ever used under kvm->slots_lock), but at the
+ * position of each range, so that ranges naming the same page merge: the
+ * call applies, word by word, the union of its ranges.  No allocation grows
+ * with the bitmaps; a user bitmap is read through one page-sized buffer.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -29,7 +36,6 @@
  * @num_pages: as in struct kvm_dirtybatch_range
  * @first_page: as in struct kvm_dirtybatch_range
  * @ubitmap: user pointer to the range's bitmap
- * @bitmap: the range's bitmap, copied into the call's bitmap buffer
  * @memslot: the memslot @slot names, set under kvm->slots_lock
  */
 struct dirtybatch_range {
@@ -37,7 +43,6 @@ struct dirtybatch_range {
 	u32 num_pages;
 	u64 first_page;
 	u64 ubitmap;
-	unsigned long *bitmap;
 	struct kvm_memory_slot *memslot;
 };
 
@@ -46,8 +51,7 @@ struct dirtybatch_range {
  * @kvm: the VM, referenced for the call
  * @ranges: @count validated ranges
  * @count: number of ranges
- * @bitmaps: every range's bitmap, back to back
- * @synced: memslots already passed to kvm_arch_sync_dirty_log()
+ * @buf: DIRTYBATCH_BUF_SIZE bytes through which user memory is read
  * @pages_cleared: dirty bits cleared so far
  * @error_index: range that caused the error, or @count
  */
@@ -55,11 +59,13 @@ struct dirtybatch_call {
 	struct kvm *kvm;
 	struct dirtybatch_range *ranges;
 	u32 count;
-	unsigned long *bitmaps;
-	unsigned long *synced;
+	void *buf;
 	u64 pages_cleared;
 	u32 error_index;
 };
+
+/* The bounce buffer: a multiple of DIRTYBATCH_MAX_RANGE_SIZE and of 8. */
+#define DIRTYBATCH_BUF_SIZE		PAGE_SIZE
 
 /*
  * Per-call buffers are charged to the caller's memory cgroup.  A call that
@@ -84,9 +90,9 @@ static void dirtybatch_free(void *p)
 	}
 }
 
-static size_t range_bitmap_bytes(u32 num_pages)
+static u64 range_words(const struct dirtybatch_range *r)
 {
-	return ALIGN((size_t)num_pages, BITS_PER_LONG) / 8;
+	return DIV_ROUND_UP((u64)r->num_pages, BITS_PER_LONG);
 }
 
 static void update_max_hold(u64 ns)
@@ -100,74 +106,39 @@ static void update_max_hold(u64 ns)
 }
 
 /*
- * Copy the ranges array; a stride larger than the known struct is accepted
- * when the extra bytes are zero (as copy_struct_from_user() does).
+ * Copy the ranges array in, DIRTYBATCH_BUF_SIZE bytes at a time; a stride
+ * larger than the known struct is accepted when the extra bytes are zero
+ * (as copy_struct_from_user() does).  A fault anywhere in the array takes
+ * precedence over nonzero extra bytes, as if the array were copied whole.
  */
 static int copy_ranges(struct dirtybatch_call *call,
-		       const struct kvm_dirtybatch_clear *arg, size_t *total_bytes)
+		       const struct kvm_dirtybatch_clear *arg)
 {
 	const void __user *uranges = u64_to_user_ptr(arg->ranges);
 	const size_t known = sizeof(struct kvm_dirtybatch_range);
+	const u32 per_buf = DIRTYBATCH_BUF_SIZE / arg->range_size;
 	struct kvm_dirtybatch_range *r;
-	size_t bytes = 0;
-	void *buf;
-	u32 i;
-	int ret = 0;
+	u32 i, n, k, extra_index = U32_MAX;
 
-	buf = dirtybatch_alloc((size_t)arg->count * arg->range_size);
-	if (!buf)
-		return -ENOMEM;
-	if (copy_from_user(buf, uranges, (size_t)arg->count * arg->range_size)) {
-		ret = -EFAULT;
-		goto out;
-	}
-	for (i = 0; i < arg->count; i++) {
-		r = buf + (size_t)i * arg->range_size;
-		if (arg->range_size > known &&
-		    memchr_inv((void *)r + known, 0, arg->range_size - known)) {
-			call->error_index = i;
-			ret = -E2BIG;
-			goto out;
+	for (i = 0; i < arg->count; i += n) {
+		n = min(per_buf, arg->count - i);
+		if (copy_from_user(call->buf, uranges + (size_t)i * arg->range_size,
+				   (size_t)n * arg->range_size))
+			return -EFAULT;
+		for (k = 0; k < n; k++) {
+			r = call->buf + (size_t)k * arg->range_size;
+			if (arg->range_size > known && extra_index == U32_MAX &&
+			    memchr_inv((void *)r + known, 0, arg->range_size - known))
+				extra_index = i + k;
+			call->ranges[i + k].slot = r->slot;
+			call->ranges[i + k].num_pages = r->num_pages;
+			call->ranges[i + k].first_page = r->first_page;
+			call->ranges[i + k].ubitmap = r->dirty_bitmap;
 		}
-		call->ranges[i].slot = r->slot;
-		call->ranges[i].num_pages = r->num_pages;
-		call->ranges[i].first_page = r->first_page;
-		call->ranges[i].ubitmap = r->dirty_bitmap;
-		bytes += range_bitmap_bytes(r->num_pages);
 	}
-	*total_bytes = bytes;
-out:
-	dirtybatch_free(buf);
-	return ret;
-}
-
-/*
- * Copy every user bitmap into one buffer before any lock is taken.  A fault
- * is remembered in *fault_index and reported only after validation, so a
- * range that KVM_CLEAR_DIRTY_LOG would reject reports the same errno here.
- */
-static int copy_bitmaps(struct dirtybatch_call *call, size_t total_bytes,
-			u32 *fault_index)
-{
-	struct dirtybatch_range *r;
-	unsigned long *dst;
-	size_t n;
-	u32 i;
-
-	call->bitmaps = dirtybatch_alloc(max_t(size_t, total_bytes, sizeof(long)));
-	if (!call->bitmaps)
-		return -ENOMEM;
-
-	*fault_index = U32_MAX;
-	dst = call->bitmaps;
-	for (i = 0; i < call->count; i++) {
-		r = &call->ranges[i];
-		n = range_bitmap_bytes(r->num_pages);
-		r->bitmap = dst;
-		dst += n / sizeof(long);
-		if (*fault_index == U32_MAX && n &&
-		    copy_from_user(r->bitmap, u64_to_user_ptr(r->ubitmap), n))
-			*fault_index = i;
+	if (extra_index != U32_MAX) {
+		call->error_index = extra_index;
+		return -E2BIG;
 	}
 	return 0;
 }
@@ -202,41 +173,97 @@ static int validate_range(struct dirtybatch_call *call, u32 i)
 }
 
 /*
- * Flush hardware dirty-log buffers once per memslot touched (KVM does it
- * once per KVM_CLEAR_DIRTY_LOG call).
+ * Flush hardware dirty-log buffers (PML) into the dirty bitmaps, as KVM
+ * does once per KVM_CLEAR_DIRTY_LOG call.  x86's kvm_arch_sync_dirty_log()
+ * ignores the memslot (it kicks every vCPU: always on 6.1, with PML from
+ * 6.3 on), so one call covers every memslot of the batch.
  */
-static void sync_memslots(struct dirtybatch_call *call)
+static void sync_dirty_logs(struct dirtybatch_call *call)
 {
-	struct dirtybatch_range *r;
-	unsigned long bit;
 	u32 i;
 
 	for (i = 0; i < call->count; i++) {
-		r = &call->ranges[i];
-		bit = (unsigned long)(r->slot >> 16) * KVM_MEM_SLOTS_NUM + (u16)r->slot;
-		if (!r->num_pages || __test_and_set_bit(bit, call->synced))
-			continue;
-		dirtybatch_syms.sync_dirty_log(call->kvm, r->memslot);
+		dirtybatch_syms.sync_dirty_log(call->kvm, call->ranges[i].memslot);
+		atomic64_inc(&dirtybatch_counters.dirty_log_syncs);
+		if (IS_ENABLED(CONFIG_X86))
+			break;
 	}
 }
 
 /*
+ * Read every range's user bitmap into its memslot's second dirty bitmap,
+ * at the range's position, OR-ing ranges that share a word.  Nothing but
+ * KVM's scratch space changes, so a fault leaves the dirty log untouched.
+ */
+static int stage_bitmaps(struct dirtybatch_call *call)
+{
+	const u64 buf_words = DIRTYBATCH_BUF_SIZE / sizeof(long);
+	unsigned long *staged, *src = call->buf;
+	struct dirtybatch_range *r;
+	u64 w, n, k, nwords;
+	u32 i;
+
+	for (i = 0; i < call->count; i++) {
+		r = &call->ranges[i];
+		staged = kvm_second_dirty_bitmap(r->memslot) +
+			 r->first_page / BITS_PER_LONG;
+		memset(staged, 0, range_words(r) * sizeof(long));
+	}
+
+	for (i = 0; i < call->count; i++) {
+		r = &call->ranges[i];
+		staged = kvm_second_dirty_bitmap(r->memslot) +
+			 r->first_page / BITS_PER_LONG;
+		nwords = range_words(r);
+		for (w = 0; w < nwords; w += n) {
+			n = min(buf_words, nwords - w);
+			if (copy_from_user(src, u64_to_user_ptr(r->ubitmap) +
+					   w * sizeof(long), n * sizeof(long))) {
+				call->error_index = i;
+				return -EFAULT;
+			}
+			for (k = 0; k < n; k++)
+				staged[w + k] |= src[k];
+			cond_resched();
+		}
+	}
+	return 0;
+}
+
+/*
+ * Whether to drop the MMU lock now: another task waits for it, or this
+ * one should give up the CPU.  rwlock_needbreak() is not used because it
+ * answers "no" on the voluntary-preemption kernels distributions ship.
+ */
+static bool mmu_lock_needbreak(struct kvm *kvm)
+{
+	if (need_resched())
+		return true;
+#ifdef KVM_HAVE_MMU_RWLOCK
+	return rwlock_is_contended(&kvm->mmu_lock);
+#else
+	return spin_is_contended(&kvm->mmu_lock);
+#endif
+}
+
+/*
  * Clear the dirty bits and write-protect the pages again, under the MMU
- * lock, dropping it every KVM_DIRTYBATCH_LOCK_BREAK_WORDS words so that a
- * vCPU faulting meanwhile waits for bounded work.  The single TLB flush
- * follows in the caller, still under kvm->slots_lock and before the ioctl
- * returns: until then a vCPU may still write through a stale TLB entry, and
- * such a write is in the page when userspace reads it after the call.
+ * lock, word by word of the staged union.  Before each word the lock is
+ * dropped if someone waits for it, so a vCPU faulting meanwhile waits for
+ * one word's work at most.  The single TLB flush follows in the caller,
+ * still under kvm->slots_lock and before the ioctl returns: until then a
+ * vCPU may still write through a stale TLB entry, and such a write is in
+ * the page when userspace reads it after the call.
  *
  * Return: true if any dirty bit was cleared (a TLB flush is needed).
  */
 static bool apply_ranges(struct dirtybatch_call *call)
 {
 	struct kvm *kvm = call->kvm;
-	unsigned long mask, *dirty, *src;
-	u32 i, work = 0;
-	u64 start, now, offset, w, nwords;
+	unsigned long mask, *dirty, *staged;
+	u64 start, w, nwords, offset;
 	bool flush = false;
+	u32 i;
 
 	dirtybatch_mmu_lock(kvm);
 	atomic64_inc(&dirtybatch_counters.mmu_lock_holds);
@@ -246,30 +273,29 @@ static bool apply_ranges(struct dirtybatch_call *call)
 		struct dirtybatch_range *r = &call->ranges[i];
 
 		dirty = r->memslot->dirty_bitmap;
-		src = r->bitmap;
-		nwords = DIV_ROUND_UP((u64)r->num_pages, BITS_PER_LONG);
-		for (w = 0, offset = r->first_page; w < nwords;
-		     w++, offset += BITS_PER_LONG) {
-			if (++work > KVM_DIRTYBATCH_LOCK_BREAK_WORDS) {
-				now = ktime_get_ns();
-				update_max_hold(now - start);
+		staged = kvm_second_dirty_bitmap(r->memslot);
+		nwords = range_words(r);
+		for (w = r->first_page / BITS_PER_LONG, offset = r->first_page;
+		     nwords; w++, nwords--, offset += BITS_PER_LONG) {
+			if (mmu_lock_needbreak(kvm)) {
+				update_max_hold(ktime_get_ns() - start);
 				dirtybatch_mmu_unlock(kvm);
 				atomic64_inc(&dirtybatch_counters.lock_breaks);
 				cond_resched();
 				dirtybatch_mmu_lock(kvm);
 				atomic64_inc(&dirtybatch_counters.mmu_lock_holds);
 				start = ktime_get_ns();
-				work = 1;
 			}
-			mask = src[w];
+			/* A word named by several ranges is applied once. */
+			mask = staged[w];
 			if (!mask)
 				continue;
+			staged[w] = 0;
 			/*
 			 * As in KVM: only bits that were set are cleared and
 			 * re-protected; bits past the memslot end never are.
 			 */
-			mask &= atomic_long_fetch_andnot(mask,
-					(atomic_long_t *)&dirty[offset / BITS_PER_LONG]);
+			mask &= atomic_long_fetch_andnot(mask, (atomic_long_t *)&dirty[w]);
 			if (mask) {
 				flush = true;
 				call->pages_cleared += hweight_long(mask);
@@ -284,8 +310,8 @@ static bool apply_ranges(struct dirtybatch_call *call)
 	return flush;
 }
 
-/* Validate, sync, apply and flush, all under kvm->slots_lock. */
-static int clear_locked(struct dirtybatch_call *call, u32 fault_index)
+/* Validate, sync, stage, apply and flush, all under kvm->slots_lock. */
+static int clear_locked(struct dirtybatch_call *call)
 {
 	struct kvm *kvm = call->kvm;
 	int ret;
@@ -303,12 +329,12 @@ static int clear_locked(struct dirtybatch_call *call, u32 fault_index)
 			return ret;
 		}
 	}
-	if (fault_index != U32_MAX) {
-		call->error_index = fault_index;
-		return -EFAULT;
-	}
 
-	sync_memslots(call);
+	sync_dirty_logs(call);
+	ret = stage_bitmaps(call);
+	if (ret)
+		return ret;
+
 	if (apply_ranges(call)) {
 		dirtybatch_syms.flush_remote_tlbs(kvm);
 		atomic64_inc(&dirtybatch_counters.tlb_flushes);
@@ -350,34 +376,28 @@ static int put_result(struct kvm_dirtybatch_clear __user *uarg,
 	return 0;
 }
 
+/*
+ * The call's kernel memory: sizeof(struct dirtybatch_range) (32 bytes) per
+ * range and one DIRTYBATCH_BUF_SIZE buffer, whatever the bitmaps' size.
+ */
 static int do_clear(struct dirtybatch_call *call,
 		    const struct kvm_dirtybatch_clear *arg)
 {
-	size_t total_bytes = 0;
-	u32 fault_index;
 	int ret;
 
 	call->ranges = dirtybatch_alloc(sizeof(*call->ranges) * arg->count);
 	if (!call->ranges)
 		return -ENOMEM;
-
-	ret = copy_ranges(call, arg, &total_bytes);
-	if (ret)
-		return ret;
-	if (total_bytes > KVM_DIRTYBATCH_MAX_BITMAP_BYTES)
-		return -E2BIG;
-
-	ret = copy_bitmaps(call, total_bytes, &fault_index);
-	if (ret)
-		return ret;
-
-	call->synced = dirtybatch_alloc(BITS_TO_LONGS(2 * KVM_MEM_SLOTS_NUM) *
-					sizeof(long));
-	if (!call->synced)
+	call->buf = dirtybatch_alloc(DIRTYBATCH_BUF_SIZE);
+	if (!call->buf)
 		return -ENOMEM;
 
+	ret = copy_ranges(call, arg);
+	if (ret)
+		return ret;
+
 	mutex_lock(&call->kvm->slots_lock);
-	ret = clear_locked(call, fault_index);
+	ret = clear_locked(call);
 	mutex_unlock(&call->kvm->slots_lock);
 	return ret;
 }
@@ -415,6 +435,11 @@ long dirtybatch_clear(struct kvm_dirtybatch_clear __user *uarg)
 		goto out_count;
 	}
 	call.kvm = file->private_data;
+	if (!dirtybatch_vm_usable(call.kvm)) {
+		fput(file);
+		ret = -EIO;
+		goto out_count;
+	}
 	kvm_get_kvm(call.kvm);
 	fput(file);
 
@@ -427,8 +452,7 @@ long dirtybatch_clear(struct kvm_dirtybatch_clear __user *uarg)
 		put_result(uarg, &call);
 	}
 
-	dirtybatch_free(call.synced);
-	dirtybatch_free(call.bitmaps);
+	dirtybatch_free(call.buf);
 	dirtybatch_free(call.ranges);
 	kvm_put_kvm(call.kvm);
 

@@ -8,14 +8,35 @@
 
 #include <linux/kvm_host.h>
 
-/* Number of memslot address spaces of @kvm (2 on x86: normal and SMM). */
+/*
+ * Memslot address spaces: KVM_MAX_NR_ADDRESS_SPACES and
+ * kvm_arch_nr_memslot_as_ids() from 6.8 on (on x86 2 with CONFIG_KVM_SMM,
+ * else 1, where kvm_arch_nr_memslot_as_ids() is an inline function rather
+ * than a macro), KVM_ADDRESS_SPACE_NUM before.
+ */
+#ifdef KVM_MAX_NR_ADDRESS_SPACES
 static inline int dirtybatch_nr_as_ids(struct kvm *kvm)
 {
-#ifdef kvm_arch_nr_memslot_as_ids	/* x86, 6.8+ */
 	return kvm_arch_nr_memslot_as_ids(kvm);
+}
 #else
+static inline int dirtybatch_nr_as_ids(struct kvm *kvm)
+{
 	return KVM_ADDRESS_SPACE_NUM;
+}
 #endif
+
+/*
+ * The gate of kvm_vm_ioctl(): only the process that created the VM may use
+ * it, and never once it is dead (virt/kvm/kvm_main.c).
+ */
+static inline bool dirtybatch_vm_usable(struct kvm *kvm)
+{
+#ifdef DIRTYBATCH_HAVE_VM_DEAD
+	if (READ_ONCE(kvm->vm_dead))
+		return false;
+#endif
+	return kvm->mm == current->mm;
 }
 
 /*

@@ -36,6 +36,7 @@ void dirtybatch_read_stats(struct kvm_dirtybatch_stats *st)
 	st->tlb_flushes = atomic64_read(&c->tlb_flushes);
 	st->max_hold_ns = atomic64_read(&c->max_hold_ns);
 	st->live_allocs = atomic64_read(&c->live_allocs);
+	st->dirty_log_syncs = atomic64_read(&c->dirty_log_syncs);
 }
 
 static long dirtybatch_get_info(struct kvm_dirtybatch_info __user *uinfo)
@@ -109,6 +110,7 @@ static int dirtybatch_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "tlb_flushes %llu\n", st.tlb_flushes);
 	seq_printf(m, "max_hold_ns %llu\n", st.max_hold_ns);
 	seq_printf(m, "live_allocs %llu\n", st.live_allocs);
+	seq_printf(m, "dirty_log_syncs %llu\n", st.dirty_log_syncs);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(dirtybatch_stats);

@@ -11,7 +11,8 @@
 #include <linux/kvm_dirtybatch.h>
 
 /**
- * struct dirtybatch_syms - KVM internals resolved through kallsyms at load
+ * struct dirtybatch_syms - the KVM functions the module calls, linked where
+ *	KVM exports them to modules and resolved through kallsyms otherwise
  * @enable_log_dirty_pt_masked: re-write-protects the pages of a mask
  * @sync_dirty_log: flushes hardware dirty-log buffers (PML) into a memslot
  * @file_is_kvm: tells whether a file is a KVM VM file
@@ -41,6 +42,7 @@ void dirtybatch_release_symbols(void);
  * @tlb_flushes: remote TLB flushes issued
  * @max_hold_ns: longest single MMU-lock hold, in nanoseconds
  * @live_allocs: module allocations not yet freed
+ * @dirty_log_syncs: kvm_arch_sync_dirty_log() calls
  */
 struct dirtybatch_counters {
 	atomic64_t calls;
@@ -52,6 +54,7 @@ struct dirtybatch_counters {
 	atomic64_t tlb_flushes;
 	atomic64_t max_hold_ns;
 	atomic64_t live_allocs;
+	atomic64_t dirty_log_syncs;
 };
 
 extern struct dirtybatch_counters dirtybatch_counters;

@@ -19,7 +19,12 @@
  *                 its own file at that number: EINVAL; reopening
  *                 /proc/<pid>/fd/<n> or pidfd_getfd() is refused or does
  *                 not give the VM), nor can a root process without the
- *                 fd, and the owner's dirty bits are intact.
+ *                 fd, and the owner's dirty bits are intact;
+ * vm_creator_mm   holding the fd is not enough, as for every VM ioctl of
+ *                 KVM: a forked child that inherited the VM fd, a process
+ *                 that received it over SCM_RIGHTS, and root taking it
+ *                 with pidfd_getfd() all get EIO from KVM_CLEAR_DIRTY_LOG
+ *                 and from the batch alike, and nothing is cleared.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -275,8 +281,8 @@ static int intruder(void *arg)
 			return 36;
 	}
 	/*
-	 * Taking it with pidfd_getfd() needs ptrace rights over the owner
-	 * (root has them: then it holds the fd, which is the rule).
+	 * Taking it with pidfd_getfd() needs ptrace rights over the owner;
+	 * root has them, and vm_creator_mm checks what it gets then.
 	 */
 	pidfd = o->root ? -1 : syscall(__NR_pidfd_open, o->pid, 0);
 	if (pidfd >= 0) {
@@ -321,6 +327,129 @@ TEST(vm_fd_holder)
 		.range_size = sizeof(r), .ranges = (uintptr_t)&r };
 	EXPECT_EQ(0, db_clear(dbfd, &c));
 	EXPECT_EQ(64, c.pages_cleared);
+	close(dbfd);
+	vm_free(vm);
+}
+
+/* ---- only the process that created the VM, as for KVM's VM ioctls ---- */
+
+struct foreign {
+	int vmfd;	/* the creator's VM fd (inherited by the child) */
+	pid_t pid;	/* the creator */
+	int sock;	/* the child's end of a socketpair, or -1 */
+	bool getfd;	/* take the fd with pidfd_getfd() */
+};
+
+static int recv_fd(int sock)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))], byte;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+			    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+	int fd;
+
+	if (recvmsg(sock, &m, 0) != 1)
+		return -1;
+	cm = CMSG_FIRSTHDR(&m);
+	if (!cm || cm->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+	return fd;
+}
+
+static int send_fd(int sock, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, byte = 0;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+			    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(fd));
+	return sendmsg(sock, &m, 0) == 1 ? 0 : -1;
+}
+
+/* In a process other than the creator: both ioctls must fail with EIO. */
+static int foreign_holder(void *arg)
+{
+	struct foreign *f = arg;
+	struct kvm_dirtybatch_range r = { .slot = 1, .num_pages = 64 };
+	struct kvm_clear_dirty_log log = { .slot = 1, .num_pages = 64 };
+	struct kvm_dirtybatch_clear c;
+	uint64_t ones = ~0ULL;
+	int dbfd, vmfd = f->vmfd, pidfd;
+
+	if (f->sock >= 0 || f->getfd)
+		close(f->vmfd);		/* hold only what was passed */
+	if (f->sock >= 0)
+		vmfd = recv_fd(f->sock);
+	if (f->getfd) {
+		pidfd = syscall(__NR_pidfd_open, f->pid, 0);
+		vmfd = pidfd < 0 ? -1 : syscall(__NR_pidfd_getfd, pidfd, f->vmfd, 0);
+	}
+	if (vmfd < 0)
+		return 50;
+	dbfd = db_open();
+	if (dbfd < 0)
+		return 51;
+	r.dirty_bitmap = (uintptr_t)&ones;
+	log.dirty_bitmap = &ones;
+	c = (struct kvm_dirtybatch_clear){ .vm_fd = vmfd, .count = 1,
+		.range_size = sizeof(r), .ranges = (uintptr_t)&r };
+	if (ioctl(vmfd, KVM_CLEAR_DIRTY_LOG, &log) != -1 || errno != EIO)
+		return 52;
+	if (db_clear(dbfd, &c) != -EIO)
+		return 53;
+	/* an empty batch is refused too: the gate comes before the ranges */
+	c.count = 0;
+	if (db_clear(dbfd, &c) != -EIO)
+		return 54;
+	close(dbfd);
+	return 0;
+}
+
+TEST(vm_creator_mm)
+{
+	struct kvm_dirtybatch_stats st0, st1;
+	uint64_t bm = 0;
+	struct foreign f;
+	struct vm *vm;
+	int sv[2], dbfd, res;
+
+	vm = vm_create(true);
+	vm_add_slot(vm, 1, MIB, 64, KVM_MEM_LOG_DIRTY_PAGES);
+	dbfd = db_open();
+	ASSERT_LE(0, dbfd);
+	ASSERT_EQ(0, db_get_stats(dbfd, &st0));
+
+	f = (struct foreign){ .vmfd = vm->fd, .pid = getpid(), .sock = -1 };
+	res = in_child(foreign_holder, &f);
+	EXPECT_EQ(0, res) TH_LOG("forked child: step %d", res);
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+	ASSERT_EQ(0, send_fd(sv[0], vm->fd));
+	f.sock = sv[1];
+	res = in_child(foreign_holder, &f);
+	EXPECT_EQ(0, res) TH_LOG("SCM_RIGHTS receiver: step %d", res);
+	close(sv[0]);
+	close(sv[1]);
+
+	f.sock = -1;
+	f.getfd = true;
+	res = in_child(foreign_holder, &f);
+	EXPECT_EQ(0, res) TH_LOG("root with pidfd_getfd(): step %d", res);
+
+	/* nothing was cleared; three refused batches per child */
+	vm_get_dirty_log(vm, 1, &bm);
+	EXPECT_EQ(~0ULL, bm);
+	ASSERT_EQ(0, db_get_stats(dbfd, &st1));
+	EXPECT_EQ(st0.pages_cleared, st1.pages_cleared);
+	EXPECT_EQ(st0.calls, st1.calls);
+	EXPECT_EQ(st0.failed_calls + 6, st1.failed_calls);
 	close(dbfd);
 	vm_free(vm);
 }

@@ -4,7 +4,7 @@
  *
  * The device /dev/kvm_dirtybatch applies a list of KVM_CLEAR_DIRTY_LOG
  * requests (possibly for many memslots) under one kvm->slots_lock hold,
- * one MMU-lock hold (bounded lock breaks on huge batches) and one TLB
+ * one MMU-lock hold (dropped whenever another task waits for it) and one TLB
  * flush.  Each range has exactly the semantics of KVM_CLEAR_DIRTY_LOG.
  * See Documentation/kvm_dirtybatch.rst.
  */
@@ -29,14 +29,22 @@
 
 /* Limits of one KVM_DIRTYBATCH_CLEAR call (also reported by GET_INFO). */
 #define KVM_DIRTYBATCH_MAX_RANGES	65536U
-#define KVM_DIRTYBATCH_MAX_BITMAP_BYTES	(16U << 20)
+
 /*
- * The MMU lock is dropped and re-taken (with a chance to reschedule)
- * after this many 64-page bitmap words (zero or not) have been processed,
- * i.e. every 262144 pages, so a vCPU faulting during a huge batch waits
- * for at most this much work.
+ * The bitmaps of one call are not limited in total: each range has only
+ * the limits KVM_CLEAR_DIRTY_LOG has (it lies within its memslot), and the
+ * module copies bitmaps in bounded chunks.  GET_INFO reports this value in
+ * max_bitmap_bytes, which callers of ABI 1 use to size their batches.
  */
-#define KVM_DIRTYBATCH_LOCK_BREAK_WORDS	4096U
+#define KVM_DIRTYBATCH_MAX_BITMAP_BYTES	0xffffffffU
+
+/*
+ * The MMU lock is dropped (with a chance to reschedule) as soon as another
+ * task waits for it or a reschedule is due, checked before every 64-page
+ * bitmap word: a vCPU faulting during a huge batch waits for at most one
+ * word's work.  GET_INFO reports this bound in lock_break_words.
+ */
+#define KVM_DIRTYBATCH_LOCK_BREAK_WORDS	1U
 
 /**
  * struct kvm_dirtybatch_info - what the module supports
@@ -47,8 +55,10 @@
  * @max_ranges: largest kvm_dirtybatch_clear.count accepted
  * @range_size: sizeof(struct kvm_dirtybatch_range) as known to the module;
  *	larger strides are accepted if the extra bytes are zero
- * @max_bitmap_bytes: largest total bitmap size of one call
- * @lock_break_words: bitmap words processed per MMU-lock hold at most
+ * @max_bitmap_bytes: largest total bitmap size of one call;
+ *	KVM_DIRTYBATCH_MAX_BITMAP_BYTES (no limit of the call as a whole)
+ * @lock_break_words: bitmap words processed at most while another task
+ *	waits for the MMU lock (KVM_DIRTYBATCH_LOCK_BREAK_WORDS)
  * @reserved0: zero
  * @reserved: zero
  */
@@ -117,6 +127,8 @@ struct kvm_dirtybatch_clear {
  * @tlb_flushes: remote TLB flushes issued
  * @max_hold_ns: longest single MMU-lock hold, in nanoseconds
  * @live_allocs: module allocations not yet freed (0 when idle)
+ * @dirty_log_syncs: kvm_arch_sync_dirty_log() calls (on x86 one per
+ *	validated call, whatever the number of memslots)
  * @reserved: zero
  */
 struct kvm_dirtybatch_stats {
@@ -129,7 +141,8 @@ struct kvm_dirtybatch_stats {
 	__u64 tlb_flushes;
 	__u64 max_hold_ns;
 	__u64 live_allocs;
-	__u64 reserved[7];
+	__u64 dirty_log_syncs;
+	__u64 reserved[6];
 };
 
 #define KVM_DIRTYBATCH_IO		0xDC
