@@ -25,9 +25,14 @@ typedef unsigned long (*kallsyms_lookup_name_t)(const char *name);
 
 #define ENDBR64_INSN	0xfa1e0ff3U	/* f3 0f 1e fa, little endian */
 
+/*
+ * IBT is enforced only by a kernel built with it: 6.1 does not mask the CPU
+ * feature when CONFIG_X86_KERNEL_IBT is off, and its functions have no
+ * ENDBR64 at all (built with -fcf-protection=none).
+ */
 static bool ibt_enabled(void)
 {
-#ifdef X86_FEATURE_IBT
+#if defined(X86_FEATURE_IBT) && defined(CONFIG_X86_KERNEL_IBT)
 	return cpu_feature_enabled(X86_FEATURE_IBT);
 #else
 	return false;
