@@ -48,26 +48,40 @@ selftests:
 RELEASE ?= $(or $(patsubst linux-headers-%,%,$(filter linux-headers-%,$(notdir $(realpath $(KDIR))))),\
 	$(shell $(MAKE) -s -C $(KDIR) kernelrelease 2>/dev/null))
 MDIR = $(O)/module/$(RELEASE)
+# kbuild's O, given so that ours (O=build on our command line) does not
+# reach it: the headers' own directory.  Not empty: from 6.13 on, O= sends
+# an external module's build to the source tree, and Debian's 7.x headers
+# (their own Makefile sets KBUILD_OUTPUT) then find no configuration.
+KBUILD_O = $(realpath $(KDIR))
 HIDE_SYMBOL_SRCS := $(wildcard selftests/kvm_dirtybatch/hide_symbol/*)
 
 module:
 	@test -n "$(RELEASE)" || { echo "cannot tell the kernel release of $(KDIR)"; exit 1; }
 	@mkdir -p $(MDIR)/src
 	@cp -a --parents $(MODULE_SRCS) $(MDIR)/src/
-	$(MAKE) -C $(KDIR) M=$(MDIR)/src O= $(KBUILD_ARGS) modules
+	$(MAKE) -C $(KDIR) M=$(MDIR)/src O=$(KBUILD_O) $(KBUILD_ARGS) modules
 	@cp $(MDIR)/src/module/kvm_dirtybatch.ko $(MDIR)/
 	@echo "  MODULE  $(MDIR)/kvm_dirtybatch.ko"
 	@# the selftests' helper module (refused_load.sh); never installed
 	@mkdir -p $(MDIR)/hide_symbol
 	@cp -a $(HIDE_SYMBOL_SRCS) $(MDIR)/hide_symbol/
-	$(MAKE) -C $(KDIR) M=$(MDIR)/hide_symbol O= $(KBUILD_ARGS) modules
+	$(MAKE) -C $(KDIR) M=$(MDIR)/hide_symbol O=$(KBUILD_O) $(KBUILD_ARGS) modules
 	@cp $(MDIR)/hide_symbol/hide_symbol.ko $(MDIR)/
 	@echo "  MODULE  $(MDIR)/hide_symbol.ko (selftests only)"
+
+# The kernels whose headers are in the trixie root (Debian's 7.x, see
+# scripts/trixie-root.sh) are built in it, by scripts/trixie-build.sh
+# (root only: skipped with a note otherwise).
+TRIXIE_KERNELS = $(shell scripts/trixie-build.sh --list 2>/dev/null)
 
 modules-all:
 	@test -n "$(KERNELS)" || { echo "no /usr/src/linux-headers-*-amd64: run 'make deps'"; exit 1; }
 	@set -e; for k in $(KERNELS); do \
 		$(MAKE) --no-print-directory module KDIR=/usr/src/$$k RELEASE=$${k#linux-headers-}; \
+	done
+	@set -e; for r in $(TRIXIE_KERNELS); do \
+		if [ "$$(id -u)" -ne 0 ]; then echo "  SKIP    $$r (trixie root: needs root)"; continue; fi; \
+		O=$(O) scripts/trixie-build.sh $$r; \
 	done
 
 check:
