@@ -18,7 +18,7 @@ logdir=$O/logs
 mkdir -p "$logdir"
 start=$(date +%s)
 
-n=0 passed=0 failed=0 skipped=0
+n=0 passed=0 failed=0 skipped=0 timings=
 point() { # kind description
 	n=$((n + 1))
 	case $1 in
@@ -78,6 +78,18 @@ for h in /usr/src/linux-headers-*-amd64; do
 		point fail "build: kvm_dirtybatch.ko for $rel (log: $log)"
 	fi
 done
+# Debian's 7.x (trixie-backports): its headers need trixie's toolchain and
+# are in the trixie root of scripts/trixie-root.sh, where it is built.
+for rel in $(scripts/trixie-build.sh --list); do
+	log=$logdir/module-$rel.log
+	if O="$O" scripts/trixie-build.sh "$rel" >"$log" 2>&1 &&
+	   ! grep -E 'warning:|error:' "$log" >/dev/null; then
+		point ok "build: kvm_dirtybatch.ko for $rel in the trixie root, W=1, no warnings"
+	else
+		grep -E 'warning:|error:|trixie-build:' "$log" | head -n 20 | sed 's/^/#   /'
+		point fail "build: kvm_dirtybatch.ko for $rel in the trixie root (log: $log)"
+	fi
+done
 
 # One build with CONFIG_KVM_SMM=n (one memslot address space; from 6.8 on
 # kvm_arch_nr_memslot_as_ids() is then a function, not a macro).
@@ -112,6 +124,7 @@ for series in $CHECK_KERNELS; do
 		continue
 	fi
 	progress "guest $rel: booting, loading kvm-amd and kvm_dirtybatch, running kselftests"
+	gstart=$(date +%s)
 	glog=$logdir/guest-$rel.log
 	out=$logdir/guest-$rel.out
 	# fold runs in this shell (not a pipeline's subshell): it counts.
@@ -121,6 +134,7 @@ for series in $CHECK_KERNELS; do
 		echo $? >"$out.rc"
 	} | tee "$out")
 	rc=$(cat "$out.rc")
+	timings+=" $rel: $(($(date +%s) - gstart))s;"
 	case $rc in
 	0) point ok "guest $rel: run completed, kernel log clean (log: $glog)" ;;
 	124) point fail "guest $rel: timed out after ${GUEST_TIMEOUT}s (log: $glog)" ;;
@@ -133,6 +147,7 @@ for series in $CHECK_KERNELS; do
 done
 
 echo "1..$n"
+[ -n "$timings" ] && echo "# guest runs:${timings%;}"
 progress "done"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
