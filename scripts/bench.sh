@@ -19,6 +19,7 @@ out=$O/bench
 logdir=$O/logs
 bin=$out/dirtybatch_migration_bench
 start=$(date +%s)
+. "$top/scripts/kernels.sh"
 
 usage() {
 	cat <<'EOF'
@@ -34,8 +35,9 @@ clears it, round after round, with each strategy in turn on the same VM:
   floor     one KVM_CLEAR_DIRTY_LOG per memslot with the same bits
 Then runs the library microbenchmark on the host.
 
-  --kernel K       guest kernel: 6.12 (default), 6.1, or a full release
-  --both-kernels   the 6.12 and the 6.1 guest, one after the other
+  --kernel K       guest kernel: 6.12 (default), 6.1, 7.3, or a full release
+  --all-kernels    the 6.12, 6.1 and 7.3 guests, one after the other
+                   (--both-kernels: the same)
   --host-only      no guest, no module: per-page, merged, floor and
                    libdirtybatch's fallback on this machine's /dev/kvm
   --no-microbench  skip the library microbenchmark
@@ -72,7 +74,7 @@ while [ $# -gt 0 ]; do
 	-h | --help) usage; exit 0 ;;
 	--kernel) [ $# -ge 2 ] || { usage >&2; exit 2; }; kernels+=("$2"); shift 2 ;;
 	--kernel=*) kernels+=("${1#*=}"); shift ;;
-	--both-kernels) kernels=(6.12 6.1); shift ;;
+	--all-kernels | --both-kernels) kernels=(6.12 6.1 "$TRIXIE_SERIES"); shift ;;
 	--host-only) host_only=1; shift ;;
 	--qemu) shift; exec "$top/userspace/qemu/bench.sh" "$@" ;;
 	--no-microbench) micro=0; shift ;;
@@ -115,8 +117,6 @@ elif [ "$rounds_given" = 0 ] && [ "$budget_given" = 0 ]; then
 	pass+=(--budget 150)
 fi
 
-. "$top/scripts/kernels.sh"
-
 mkdir -p "$out" "$logdir" || exit 1
 rm -f "$out/summary.csv" "$out/summary.svg"
 progress "building libdirtybatch and the benchmarks"
@@ -129,8 +129,7 @@ if [ "$host_only" = 0 ]; then
 		rel=$(newest_release "$k")
 		[ -n "$rel" ] || die "no installed kernel $k with headers (run make deps)"
 		progress "building kvm_dirtybatch.ko for $rel"
-		make -s module KDIR="/usr/src/linux-headers-$rel" RELEASE="$rel" O="$O" \
-			>"$logdir/bench-module-$rel.log" 2>&1 ||
+		build_module "$rel" >"$logdir/bench-module-$rel.log" 2>&1 ||
 			{ tail -n 30 "$logdir/bench-module-$rel.log"; die "module build failed for $rel"; }
 		rels+=("$rel")
 	done
