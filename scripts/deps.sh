@@ -9,7 +9,7 @@
 # backport kernel apt offers (+ headers), linux-source-6.1 and -6.12
 # (kselftest framework, KVM selftests library, checkpatch.pl) unpacked
 # under /usr/src, and virtme-ng from trixie, pinned so that nothing else
-# comes from trixie.
+# comes from trixie; then Debian's 7.3 kernel through scripts/trixie-root.sh.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -132,4 +132,11 @@ SRC
 			log "virtme-ng install failed; guest runs use the plain qemu fallback"
 	fi
 fi
+
+# ---- Debian's 7.3 kernel (trixie-backports), kept off the host: its
+# headers in a trixie root made by debootstrap (from bookworm), its image
+# and modules unpacked into /boot and /lib/modules.  scripts/trixie-root.sh
+# does all of it, idempotently; nothing is added to the host's apt sources.
+apt_install debootstrap
+"$(dirname "$0")/trixie-root.sh"
 exit 0
