@@ -7,12 +7,13 @@
 # "N passed, N failed, N skipped"; exits non-zero on any failure.
 #
 # Environment: O (build dir, default ./build), CHECK_KERNELS (series to
-# boot, default "6.1 6.12"), GUEST_TIMEOUT (seconds per guest run).
+# boot, default "6.1 6.12 7.3"), GUEST_TIMEOUT (seconds per guest run).
 set -u
 cd "$(dirname "$0")/.."
 top=$PWD
+. "$top/scripts/kernels.sh"
 O=${O:-$top/build}
-CHECK_KERNELS=${CHECK_KERNELS:-6.1 6.12}
+CHECK_KERNELS=${CHECK_KERNELS:-6.1 6.12 $TRIXIE_SERIES}
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-1200}
 logdir=$O/logs
 mkdir -p "$logdir"
@@ -54,8 +55,6 @@ fold() { # prefix
 		fi
 	done < <(awk -v prefix="$1" -f scripts/tap-fold.awk)
 }
-
-. "$top/scripts/kernels.sh"
 
 echo "TAP version 13"
 progress "building userspace and tests"
