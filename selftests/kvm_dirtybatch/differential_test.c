@@ -4,9 +4,9 @@
  * KVM_CLEAR_DIRTY_LOG per range does.
  *
  * Two VMs with identical memslot layouts (20+ slots in AS 0, sizes not
- * multiples of 64, one slot > 2 * LOCK_BREAK_WORDS * 64 pages, the largest
- * slot id, a slot mapped with 2 MiB pages before logging was enabled,
- * plus slots in AS 1 when the VM has it).  Each round applies the
+ * multiples of 64, a big slot of 8231 bitmap words, the largest slot id,
+ * a slot mapped with 2 MiB pages before logging was enabled, plus slots in
+ * AS 1 when the VM has it).  Each round applies the
  * same random batch (seeded: KVM_DIRTYBATCH_SEED; overlapping ranges,
  * misaligned bit patterns, tails, zero-page ranges, random strides) to VM A
  * with KVM_DIRTYBATCH_CLEAR and to VM B with KVM_CLEAR_DIRTY_LOG, and
@@ -29,9 +29,13 @@
 #define MAX_DS		32
 #define MAX_BATCH	256
 #define LIST_MAX	160
-/* Two lock breaks; one in a 32-bit build, whose twin VMs must fit in 4 GiB */
-#define BIG_PAGES	(((sizeof(void *) < 8 ? 1 : 2) * KVM_DIRTYBATCH_LOCK_BREAK_WORDS + 37) * \
-			 64 + 100)
+/*
+ * The big slot: 8231 bitmap words (2 GiB), ranges over it span many of the
+ * 512-word pages through which the module reads bitmaps; 4135 words
+ * (1 GiB) in a 32-bit build, whose twin VMs must fit in 4 GiB.
+ */
+#define BIG_WORDS	(sizeof(void *) < 8 ? 4096 : 8192)
+#define BIG_PAGES	((BIG_WORDS + 37) * 64 + 100)
 
 struct dslot {
 	uint32_t slot;

@@ -6,15 +6,21 @@
  *
  * Follows the documented check order, validates each range with a real
  * KVM_CLEAR_DIRTY_LOG on an all-zero bitmap (exact KVM checks, no effect),
- * then applies the ranges with KVM_CLEAR_DIRTY_LOG.  Statistics are
- * per-process (the tests only look at deltas).  Not atomic against
- * concurrent memslot changes: good enough for the single-threaded tests.
+ * then applies the ranges with KVM_CLEAR_DIRTY_LOG.  Like the module it
+ * has no limit on the bitmaps of a call as a whole.  Statistics are
+ * per-process (the tests only look at deltas) and follow the module's
+ * rules: one MMU-lock hold per successful call with count > 0 and no lock
+ * breaks (nothing waits for a lock here), one dirty_log_syncs per call
+ * with count > 0 that passed the per-range checks (also when a bitmap
+ * then faults).  Not atomic against concurrent memslot changes: good
+ * enough for the single-threaded tests.
  *
  * DB_EMUL_BUG=<name> injects a known bug, to check that the tests catch it:
  *   nonatomic  apply each range right after checking it
  *   overlap    pages_cleared counts overlapping pages per range
  *   noidx      never write error_index
- *   u32align   bitmap size computed in 32 bits (wraps)
+ *   u32align   bitmaps read in 32-bit words: 4 bytes short when
+ *              num_pages % 64 is 1..32, so a fault there goes unnoticed
  *   order      bitmap faults reported before the per-range checks
  */
 #include <errno.h>
@@ -23,13 +29,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "util.h"
 
 #define EMUL_FD_MAGIC	"/dev/null"
-#define EMUL_MAX_SLOT_BITMAP	(1U << 20)	/* slots of up to 8M pages */
+/*
+ * Bitmaps of any size KVM accepts: num_pages is a u32 (512 MiB of bitmap),
+ * a memslot at most 2^31 pages (256 MiB).  Reserved, never accounted
+ * (MAP_NORESERVE); only the pages used are ever touched.
+ */
+#define EMUL_MAX_BITMAP		(1ULL << 29)
 
 static struct kvm_dirtybatch_stats emul_stats;
 #define STAT_ADD(f, n) __atomic_fetch_add(&emul_stats.f, (n), __ATOMIC_RELAXED)
@@ -41,7 +53,17 @@ static bool bug(const char *name)
 	return b && !strcmp(b, name);
 }
 static int emul_fd = -1;
-static uint8_t *zero_buf;
+static uint8_t *zero_buf;		/* read-only zeros, shared by all calls */
+static uint64_t *slot_buf;		/* a memslot's dirty log */
+
+static void *emul_map(int prot)
+{
+	void *p = mmap(NULL, EMUL_MAX_BITMAP, prot,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	VM_CHECK(p != MAP_FAILED, "mmap %llu bytes", (unsigned long long)EMUL_MAX_BITMAP);
+	return p;
+}
 
 static int read_user(void *dst, uint64_t src, size_t n)
 {
@@ -82,38 +104,52 @@ static int clear_log(int vmfd, uint32_t slot, uint64_t first, uint32_t num, void
 	return ioctl(vmfd, KVM_CLEAR_DIRTY_LOG, &log) ? -errno : 0;
 }
 
-/* dirty pages of a slot that some range asks to clear */
+/*
+ * Dirty pages of a slot that some range asks to clear (the union of the
+ * ranges).  The ranges are valid: every bit read lies in the memslot, so
+ * KVM_GET_DIRTY_LOG wrote it.
+ */
 static uint64_t dirty_and_requested(int vmfd, uint32_t slot,
 				    const struct kvm_dirtybatch_range *r,
 				    uint8_t **bms, uint32_t count, uint64_t *buf)
 {
 	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = buf };
-	uint64_t n = 0, p, page;
+	uint64_t n = 0, w, nw, mask, *dirty;
 	uint32_t i;
 
-	memset(buf, 0, EMUL_MAX_SLOT_BITMAP);
 	if (ioctl(vmfd, KVM_GET_DIRTY_LOG, &log))
 		return 0;
 	for (i = 0; i < count; i++) {
 		if (r[i].slot != slot)
 			continue;
-		for (p = 0; p < r[i].num_pages; p++) {
-			page = r[i].first_page + p;
-			if (test_bit64((uint64_t *)bms[i], p) && test_bit64(buf, page)) {
-				clear_bit64(buf, page);
-				n++;
-			}
+		nw = ((uint64_t)r[i].num_pages + 63) / 64;
+		dirty = buf + r[i].first_page / 64;
+		for (w = 0; w < nw; w++) {
+			memcpy(&mask, bms[i] + 8 * w, 8);
+			if (w == nw - 1 && r[i].num_pages % 64)
+				mask &= (1ULL << (r[i].num_pages % 64)) - 1;
+			mask &= dirty[w];
+			dirty[w] &= ~mask;
+			n += __builtin_popcountll(mask);
 		}
 	}
 	return n;
+}
+
+/* Bytes of a range's bitmap that are read (DB_EMUL_BUG=u32align: fewer). */
+static size_t bitmap_read_bytes(uint32_t num_pages)
+{
+	if (bug("u32align"))
+		return ((uint64_t)num_pages + 31) / 32 * 4;
+	return ((uint64_t)num_pages + 63) / 64 * 8;
 }
 
 static int emul_clear(uint64_t argp)
 {
 	struct kvm_dirtybatch_clear c;
 	struct kvm_dirtybatch_range *r = NULL;
-	uint8_t *rbuf = NULL, **bms = NULL, *zero = NULL;
-	uint64_t total = 0, before = 0, *tmp = NULL, words = 0;
+	uint8_t *rbuf = NULL, **bms = NULL;
+	uint64_t before = 0;
 	uint32_t i, j, fault_idx = UINT32_MAX;
 	int ret = 0, idx_ret = 0;
 	bool write_idx = false;
@@ -158,21 +194,15 @@ static int emul_clear(uint64_t argp)
 				write_idx = true;
 				goto out;
 			}
-		if (bug("u32align"))
-			total += (uint32_t)(r[i].num_pages + 63) / 64 * 8;
-		else
-			total += ((uint64_t)r[i].num_pages + 63) / 64 * 8;
 	}
-	if (total > KVM_DIRTYBATCH_MAX_BITMAP_BYTES) {
-		ret = -E2BIG;
-		goto out;
-	}
+	/* every bitmap is read, a fault reported after the per-range checks */
 	for (i = 0; i < c.count; i++) {
 		size_t n = ((uint64_t)r[i].num_pages + 63) / 64 * 8;
 
 		bms[i] = calloc(1, n + 8);
-		VM_CHECK(bms[i], "calloc");
-		if (fault_idx == UINT32_MAX && read_user(bms[i], r[i].dirty_bitmap, n))
+		VM_CHECK(bms[i], "calloc %zu", n + 8);
+		if (fault_idx == UINT32_MAX &&
+		    read_user(bms[i], r[i].dirty_bitmap, bitmap_read_bytes(r[i].num_pages)))
 			fault_idx = i;
 	}
 	if (clear_log(c.vm_fd, UINT32_MAX, 0, 0, NULL) == -ENXIO) {
@@ -185,12 +215,10 @@ static int emul_clear(uint64_t argp)
 		write_idx = true;
 		goto out;
 	}
-	if (!zero_buf)	/* read-only zeros, shared by all calls */
-		zero_buf = calloc(1, KVM_DIRTYBATCH_MAX_BITMAP_BYTES);
-	VM_CHECK(zero_buf, "calloc");
-	zero = zero_buf;
+	if (!zero_buf)
+		zero_buf = emul_map(PROT_READ);
 	for (i = 0; i < c.count; i++) {
-		ret = clear_log(c.vm_fd, r[i].slot, r[i].first_page, r[i].num_pages, zero);
+		ret = clear_log(c.vm_fd, r[i].slot, r[i].first_page, r[i].num_pages, zero_buf);
 		if (!ret && bug("nonatomic") && fault_idx == UINT32_MAX)
 			clear_log(c.vm_fd, r[i].slot, r[i].first_page, r[i].num_pages, bms[i]);
 		if (ret) {
@@ -199,25 +227,27 @@ static int emul_clear(uint64_t argp)
 			goto out;
 		}
 	}
+	/* validated: the module syncs the dirty logs once, then reads the bitmaps */
+	STAT_ADD(dirty_log_syncs, 1);
 	if (fault_idx != UINT32_MAX) {
 		ret = -EFAULT;
 		idx_ret = fault_idx;
 		write_idx = true;
 		goto out;
 	}
-	tmp = malloc(EMUL_MAX_SLOT_BITMAP);
-	VM_CHECK(tmp, "malloc");
+	if (!slot_buf)
+		slot_buf = emul_map(PROT_READ | PROT_WRITE);
 	for (i = 0; i < c.count; i++) {		/* distinct slots */
 		for (j = 0; j < i && r[j].slot != r[i].slot; j++)
 			;
 		if (j == i)
-			before += dirty_and_requested(c.vm_fd, r[i].slot, r, bms, c.count, tmp);
+			before += dirty_and_requested(c.vm_fd, r[i].slot, r, bms, c.count,
+						      slot_buf);
 	}
 	for (i = 0; i < c.count; i++) {
 		ret = clear_log(c.vm_fd, r[i].slot, r[i].first_page, r[i].num_pages, bms[i]);
 		if (ret)	/* raced with a memslot change: not atomic here */
 			goto out;
-		words += (r[i].num_pages + 63) / 64;
 	}
 	/*
 	 * pages_cleared = requested pages dirty before: exact without
@@ -235,8 +265,8 @@ static int emul_clear(uint64_t argp)
 	write_idx = true;
 	STAT_ADD(ranges, c.count);
 	STAT_ADD(pages_cleared, c.pages_cleared);
-	STAT_ADD(mmu_lock_holds, 1 + (words ? (words - 1) / KVM_DIRTYBATCH_LOCK_BREAK_WORDS : 0));
-	STAT_ADD(lock_breaks, words ? (words - 1) / KVM_DIRTYBATCH_LOCK_BREAK_WORDS : 0);
+	/* one hold, never broken: lock_breaks stays 0 */
+	STAT_ADD(mmu_lock_holds, 1);
 	STAT_ADD(tlb_flushes, !!c.pages_cleared);
 	if (!emul_stats.max_hold_ns)
 		emul_stats.max_hold_ns = 1000;
@@ -250,7 +280,6 @@ out:
 	free(bms);
 	free(rbuf);
 	free(r);
-	free(tmp);
 	return ret;
 }
 

@@ -9,18 +9,23 @@
  *	argument / ranges / bitmap pointers that are NULL, unmapped,
  *	PROT_NONE, read-only, kernel or non-canonical addresses or cross into
  *	a PROT_NONE page, slot ids and address spaces, first_page/num_pages
- *	at and past every bound, bitmap totals at and past
- *	KVM_DIRTYBATCH_MAX_BITMAP_BYTES), on four VMs (manual-protect with a
- *	vCPU, another manual-protect VM, a VM without manual protect, a
- *	dirty-ring VM).  Memslot changes and guest write bursts are
+ *	at and past every bound, num_pages with bitmaps of 16 MiB and more,
+ *	calls whose bitmaps total more than 16 MiB: no limit of the call as
+ *	a whole, KVM's errno for each range), on four VMs (manual-protect
+ *	with a vCPU, another manual-protect VM, a VM without manual protect,
+ *	a dirty-ring VM).  Memslot changes and guest write bursts are
  *	interleaved from the same thread, so the expected result of every
  *	call is exact: errno, error_index, pages_cleared, the dirty bitmaps
  *	(KVM_GET_DIRTY_LOG, compared with a model) and the module counters
- *	(GET_STATS after every call: calls, failures, ranges, pages, MMU-lock
- *	holds and breaks, TLB flushes, live_allocs).  A digest of all results
- *	is printed: the same seed gives the same digest (unless a pointer
- *	with random bytes happens to hit a mapping in one run and not in
- *	another: address space randomization).
+ *	(GET_STATS after every call: calls, failures, ranges, pages, TLB
+ *	flushes, dirty_log_syncs, live_allocs, and MMU-lock holds == the
+ *	successful calls with count > 0 + lock breaks, at most one break per
+ *	bitmap word: breaks are by contention, so their number is not
+ *	predicted).  A digest of all results (errno, pages_cleared,
+ *	error_index; nothing that depends on lock breaks or timing) is
+ *	printed: the same seed gives the same digest on every kernel (unless
+ *	a pointer with random bytes happens to hit a mapping in one run and
+ *	not in another: address space randomization).
  *
  * fuzz.races  (threads): the same generator on the stable memslots (still
  *	exact), while other threads add, move and delete memslots and toggle
@@ -31,7 +36,9 @@
  *	possible for the input), and a userfaultfd stalls calls inside
  *	copy_from_user (argument, ranges array or a bitmap) while the VM fd
  *	is replaced, the named memslot deleted / moved / shrunk or its dirty
- *	logging turned off: the result after the stall is exact again.
+ *	logging turned off: the result after the stall is exact again (a
+ *	bitmap is read after the ranges were validated, under
+ *	kvm->slots_lock: a memslot change then waits for the call).
  *	At the end: counters consistent with what every thread saw,
  *	live_allocs 0, exact memslots equal to the model.
  *
@@ -70,8 +77,8 @@
 #define KIB		(1UL << 10)
 #define RSIZE		((uint32_t)sizeof(struct kvm_dirtybatch_range))
 #define MAX_RANGES	KVM_DIRTYBATCH_MAX_RANGES
-#define MAX_BM_BYTES	((uint64_t)KVM_DIRTYBATCH_MAX_BITMAP_BYTES)
-#define BREAK_WORDS	KVM_DIRTYBATCH_LOCK_BREAK_WORDS
+/* the bitmap limit of a call in earlier versions: no limit now */
+#define OLD_BM_LIMIT	(16 * MIB)
 #define SENT64		0x5a5a5a5a5a5a5a5aULL
 #define SENT32		0xa5a5a5a5U
 
@@ -121,13 +128,13 @@ static int r_of(int err)
 enum {
 	C_VALID, C_FLAGS, C_RESERVED, C_RSIZE, C_EXTRA, C_COUNT, C_HUGE_COUNT,
 	C_FD, C_ARG_PTR, C_RANGES_PTR, C_SLOT_AS, C_SLOT_ID, C_FIRST, C_NUM,
-	C_BM_PTR, C_BM_HALF, C_BM_TOTAL, C_RANDOM, C_CHAOS, C_FLAP, C_UFFD, C_NR
+	C_BM_PTR, C_BM_HALF, C_BM_HUGE, C_RANDOM, C_CHAOS, C_FLAP, C_UFFD, C_NR
 };
 static const char *const c_name[C_NR] = {
 	"valid", "flags", "reserved", "range_size", "extra_bytes", "count",
 	"huge_count", "vm_fd", "arg_pointer", "ranges_pointer", "slot_as_id",
 	"slot_id", "first_page", "num_pages", "bitmap_pointer",
-	"bitmap_halfway", "bitmap_total", "random_bytes", "chaos", "flap_page",
+	"bitmap_halfway", "huge_bitmaps", "random_bytes", "chaos", "flap_page",
 	"uffd_stall"
 };
 
@@ -159,8 +166,15 @@ struct region {
 	uintptr_t start, end;
 };
 
+/*
+ * What the calls did, as the module must count it.  holds: successful
+ * calls with count > 0 (each takes the MMU lock once, plus once per break);
+ * words: their bitmap words (at most one break each); breaks: as the
+ * module counted them (not predicted); syncs: calls with count > 0 that
+ * passed the per-range checks.
+ */
 struct stats {
-	uint64_t calls, ok, failed, pages, ranges, holds, breaks, flushes;
+	uint64_t calls, ok, failed, pages, ranges, holds, words, breaks, flushes, syncs;
 	uint64_t hist[C_NR][RS_NR];
 	uint64_t ns[C_NR];		/* time in the ioctl */
 	uint64_t violations;
@@ -226,6 +240,7 @@ static struct {
 	pthread_mutex_t log_lock, s_lock;
 	uint64_t slot_ops, vm_recreates, fd_closes, flips;
 	uint64_t uffd_stalls[8];
+	uint64_t uffd_waited;		/* memslot changes that waited for a call */
 } g;
 
 static uint64_t env_u64(const char *name, uint64_t def)
@@ -466,7 +481,7 @@ static void fin(struct expect *e, int r, int64_t idx)
 static void oracle1(struct fctx *x, const struct call *cl, struct expect *e)
 {
 	const struct kvm_dirtybatch_clear *c = cl->argp;
-	uint64_t total = 0, nbytes, mem;
+	uint64_t nbytes;
 	bool racyvm = cl->fdkind == FD_RACY;
 	struct kvm_dirtybatch_range r;
 	struct mslot *m;
@@ -515,6 +530,13 @@ static void oracle1(struct fctx *x, const struct call *cl, struct expect *e)
 		e->may_apply = true;
 		FIN(RS_OK, 0);
 	}
+	/*
+	 * The call's memory, allocated before the ranges are read: 32 bytes
+	 * per range and one page, whatever the bitmaps' size.
+	 */
+	if ((uint64_t)c->count * 32 + PAGE_SIZE > MIB)
+		e->allowed |= B(RS_ENOMEM);
+	/* a fault anywhere in the array before nonzero extra bytes */
 	nbytes = (uint64_t)c->count * c->range_size;
 	if (!readable(x, c->ranges, nbytes))
 		FIN(RS_EFAULT, c->count);
@@ -525,15 +547,8 @@ static void oracle1(struct fctx *x, const struct call *cl, struct expect *e)
 			if (rp[k])
 				FIN(RS_E2BIG, i);
 		get_range(c, i, &r);
-		total += bitmap_bytes(r.num_pages);
 		e->words += ((uint64_t)r.num_pages + 63) / 64;
 	}
-	if (total > MAX_BM_BYTES)
-		FIN(RS_E2BIG, c->count);
-	/* the call's buffers: ranges, their copy or the bitmaps, a bitmap */
-	mem = (uint64_t)c->count * 48 + (nbytes > total ? nbytes : total);
-	if (mem > MIB)
-		e->allowed |= B(RS_ENOMEM);
 	if (cl->fdkind == FD_RING)
 		FIN(RS_ENXIO, c->count);
 	for (i = 0; i < c->count; i++) {
@@ -1077,8 +1092,8 @@ static void mutate(struct fctx *x, struct genp *p, struct call *cl, int kind)
 				 rng_next(&x->rng) & 0xffff };
 
 		r->num_pages = (uint32_t)v[rnd(x, ARRAY_SIZE(v))];
-		if (one_in(x, 40))	/* a 16 MiB bitmap: kept rare */
-			r->num_pages = MAX_BM_BYTES * 8 - 63 * rnd(x, 2);
+		if (one_in(x, 40))	/* a 16 MiB bitmap, KVM's errno: kept rare */
+			r->num_pages = OLD_BM_LIMIT * 8 - 63 * rnd(x, 2);
 		bytes = bitmap_bytes(r->num_pages);
 		if (bytes <= RAND_BYTES)
 			r->dirty_bitmap = gen_bitmap(x, r->num_pages);
@@ -1111,9 +1126,14 @@ static void mutate(struct fctx *x, struct genp *p, struct call *cl, int kind)
 		r->dirty_bitmap = (uintptr_t)ro_guard() - 1 - rnd(x, bytes > 1 ? bytes - 1 : 1);
 		snprintf(w, room, "bitmap[%u] halfway (%llu bytes) ", i, (unsigned long long)bytes);
 		break;
-	case C_BM_TOTAL: {
-		/* 128 full ranges of the big slot: exactly the limit */
-		uint32_t n = MAX_BM_BYTES / (BIG_PAGES / 8), k, extra = rnd(x, 3);
+	case C_BM_HUGE: {
+		/*
+		 * 128 whole ranges of the big slot (16 MiB of bitmaps, the
+		 * former limit of a call) and 0 to 2 more: accepted, the union
+		 * of the ranges applied; or the last one's bitmap faults
+		 * after all of them were read: nothing applied.
+		 */
+		uint32_t n = OLD_BM_LIMIT / (BIG_PAGES / 8), k, extra = rnd(x, 4);
 
 		p->vm = &g.S;
 		p->fd = g.S.vm->fd;
@@ -1129,7 +1149,11 @@ static void mutate(struct fctx *x, struct genp *p, struct call *cl, int kind)
 			x->gen[n] = (struct kvm_dirtybatch_range){ .slot = 3,
 				.num_pages = extra == 1 ? 1 : 64 * (1 + rnd(x, 64)),
 				.dirty_bitmap = (uintptr_t)ones() };
-		snprintf(w, room, "bitmap total %s ", extra ? "over" : "at limit");
+		if (extra == 3)
+			x->gen[n] = (struct kvm_dirtybatch_range){ .slot = BIG_ID,
+				.num_pages = BIG_PAGES, .dirty_bitmap = bad_ptr(x) };
+		snprintf(w, room, "bitmaps over 16 MiB (%s) ",
+			 extra == 3 ? "the last faults" : extra ? "over" : "exactly");
 		break;
 	}
 	case C_RANDOM:
@@ -1316,11 +1340,21 @@ static void verify_named(struct fctx *x, const struct call *cl)
 		verify_slot(x, cl, cl->vm, seen[j]);
 }
 
+/*
+ * Count a call as the module must.  @idx: the error_index it wrote
+ * (UINT32_MAX if it cannot be read).  It synced the dirty logs if it got
+ * past the per-range checks (count > 0): it succeeded, or a bitmap
+ * faulted (-EFAULT with error_index < count; a fault on the argument or
+ * the ranges array leaves error_index unwritten or at count).  With the
+ * result and error_index checked against the oracle, that is exact.
+ */
 static void count_stats(struct fctx *x, const struct call *cl, int r,
-			const struct expect *e, uint64_t pages)
+			const struct expect *e, uint64_t pages, uint32_t idx)
 {
 	x->st.calls++;
 	x->st.hist[cl->cls][r]++;
+	if (e->count && (r == RS_OK || (r == RS_EFAULT && idx < e->count)))
+		x->st.syncs++;
 	if (r != RS_OK) {
 		x->st.failed++;
 		return;
@@ -1329,10 +1363,8 @@ static void count_stats(struct fctx *x, const struct call *cl, int r,
 	x->st.pages += pages;
 	x->st.ranges += e->count;
 	if (e->count) {
-		uint64_t breaks = e->words ? (e->words - 1) / BREAK_WORDS : 0;
-
-		x->st.holds += 1 + breaks;
-		x->st.breaks += breaks;
+		x->st.holds++;
+		x->st.words += e->words;
 	}
 	if (pages)
 		x->st.flushes++;
@@ -1484,7 +1516,7 @@ static int run_call(struct fctx *x, struct call *cl)
 		if (!normal)
 			pages = lo == hi ? lo : 0;
 	}
-	count_stats(x, cl, r, &e, pages);
+	count_stats(x, cl, r, &e, pages, normal ? after.error_index : UINT32_MAX);
 	if (!x->chaos) {
 		if (r == RS_OK && !(e.allowed & B(RS_OK)) && cl->fdkind == FD_VM)
 			verify_vm(x, cl->vm);	/* resync after an impossible success */
@@ -1495,17 +1527,23 @@ static int run_call(struct fctx *x, struct call *cl)
 	return r;
 }
 
-/* The module counters moved exactly as this (only) thread's calls say. */
+/*
+ * The module counters moved exactly as this (only) thread's calls say; the
+ * lock breaks, not predictable, as many as the MMU-lock holds beyond one
+ * per call that took the lock, at most one per bitmap word of those calls.
+ */
 static void check_counters(struct fctx *x, struct kvm_dirtybatch_stats *prev,
 			   const struct stats *before, const struct call *cl)
 {
 	struct kvm_dirtybatch_stats now;
-	const struct stats *s = &x->st;
+	struct stats *s = &x->st;
+	uint64_t breaks;
 
 	if (db_get_stats(g.dbfd, &now)) {
 		VIOL(x, cl, "GET_STATS failed");
 		return;
 	}
+	breaks = now.lock_breaks - prev->lock_breaks;
 #define CK(f, v) do {							\
 	if (now.f - prev->f != (v))					\
 		VIOL(x, cl, "counter " #f " moved by %llu, expected %llu",	\
@@ -1516,10 +1554,14 @@ static void check_counters(struct fctx *x, struct kvm_dirtybatch_stats *prev,
 	CK(failed_calls, s->failed - before->failed);
 	CK(ranges, s->ranges - before->ranges);
 	CK(pages_cleared, s->pages - before->pages);
-	CK(mmu_lock_holds, s->holds - before->holds);
-	CK(lock_breaks, s->breaks - before->breaks);
+	CK(mmu_lock_holds, s->holds - before->holds + breaks);
 	CK(tlb_flushes, s->flushes - before->flushes);
+	CK(dirty_log_syncs, s->syncs - before->syncs);
 #undef CK
+	if (breaks > s->words - before->words)
+		VIOL(x, cl, "lock_breaks moved by %llu, more than the %llu bitmap words of the call",
+		     (unsigned long long)breaks, (unsigned long long)(s->words - before->words));
+	s->breaks += breaks;
 	if (now.live_allocs)
 		VIOL(x, cl, "live_allocs %llu with no call in flight",
 		     (unsigned long long)now.live_allocs);
@@ -1563,8 +1605,8 @@ static void gen_call(struct fctx *x, struct call *cl)
 		cl->cls = C_HUGE_COUNT;
 		mutate(x, &p, cl, C_HUGE_COUNT);
 	} else if (one_in(x, 5000)) {
-		cl->cls = C_BM_TOTAL;
-		mutate(x, &p, cl, C_BM_TOTAL);
+		cl->cls = C_BM_HUGE;
+		mutate(x, &p, cl, C_BM_HUGE);
 	} else if (rnd(x, 100) < 60) {
 		nm = one_in(x, 4) ? 2 + rnd(x, 2) : 1;
 		for (k = 0; k < nm; k++) {
@@ -1870,8 +1912,10 @@ static void stats_add(struct stats *to, const struct stats *s)
 	to->pages += s->pages;
 	to->ranges += s->ranges;
 	to->holds += s->holds;
+	to->words += s->words;
 	to->breaks += s->breaks;
 	to->flushes += s->flushes;
+	to->syncs += s->syncs;
 	to->violations += s->violations;
 	for (c = 0; c < C_NR; c++) {
 		to->ns[c] += s->ns[c];
@@ -1908,11 +1952,11 @@ static void report(const char *test, const struct stats *s, uint64_t seed, doubl
 		snprintf(line + strlen(line), sizeof(line) - strlen(line), " %s=%llu", r_name[r],
 			 (unsigned long long)tot[r]);
 	ksft_print_msg("%s\n", line);
-	ksft_print_msg("fuzz-summary: %s seed=%llu calls=%llu ok=%llu failed=%llu pages_cleared=%llu lock_breaks=%llu seconds=%.1f violations=%llu\n",
+	ksft_print_msg("fuzz-summary: %s seed=%llu calls=%llu ok=%llu failed=%llu pages_cleared=%llu lock_breaks=%llu dirty_log_syncs=%llu seconds=%.1f violations=%llu\n",
 		       test, (unsigned long long)seed, (unsigned long long)s->calls,
 		       (unsigned long long)s->ok, (unsigned long long)s->failed,
-		       (unsigned long long)s->pages, (unsigned long long)s->breaks, secs,
-		       (unsigned long long)s->violations);
+		       (unsigned long long)s->pages, (unsigned long long)s->breaks,
+		       (unsigned long long)s->syncs, secs, (unsigned long long)s->violations);
 	fflush(stdout);
 }
 
@@ -1922,11 +1966,12 @@ static void report_module(const char *test, int dbfd)
 
 	if (db_get_stats(dbfd, &st))
 		return;
-	ksft_print_msg("fuzz-summary: %s module calls=%llu failed_calls=%llu pages_cleared=%llu mmu_lock_holds=%llu lock_breaks=%llu tlb_flushes=%llu max_hold_ns=%llu live_allocs=%llu\n",
+	ksft_print_msg("fuzz-summary: %s module calls=%llu failed_calls=%llu pages_cleared=%llu mmu_lock_holds=%llu lock_breaks=%llu tlb_flushes=%llu max_hold_ns=%llu live_allocs=%llu dirty_log_syncs=%llu\n",
 		       test, (unsigned long long)st.calls, (unsigned long long)st.failed_calls,
 		       (unsigned long long)st.pages_cleared, (unsigned long long)st.mmu_lock_holds,
 		       (unsigned long long)st.lock_breaks, (unsigned long long)st.tlb_flushes,
-		       (unsigned long long)st.max_hold_ns, (unsigned long long)st.live_allocs);
+		       (unsigned long long)st.max_hold_ns, (unsigned long long)st.live_allocs,
+		       (unsigned long long)st.dirty_log_syncs);
 }
 
 /* ------------------------------------------------ the deterministic test */
@@ -2281,10 +2326,51 @@ static void *ucall_fn(void *a)
 	return NULL;
 }
 
+/* a memslot change of uffd_round() */
+struct uact {
+	struct vm *vm;
+	int act, tgt;
+	volatile int done;
+};
+
+static void uffd_act(struct uact *a)
+{
+	switch (a->act) {
+	case UA_FD:
+		VM_CHECK(dup2(g.devnull, a->vm->fd) == a->vm->fd, "dup2");
+		break;
+	case UA_DELETE:
+		vm_delete_slot(a->vm, a->tgt + 1);
+		break;
+	case UA_LOGOFF:
+		vm_set_slot_flags(a->vm, a->tgt + 1, 0);
+		break;
+	case UA_MOVE:
+		vm_move_slot(a->vm, a->tgt + 1, (40 + 8 * a->tgt) * MIB);
+		break;
+	case UA_SHRINK:
+		vm_delete_slot(a->vm, a->tgt + 1);
+		vm_add_slot(a->vm, a->tgt + 1, (16 + 8 * a->tgt) * MIB, 10, KVM_MEM_LOG_DIRTY_PAGES);
+		break;
+	}
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+}
+
+static void *uact_fn(void *a)
+{
+	uffd_act(a);
+	return NULL;
+}
+
 /*
  * A call stalls on a userfaultfd page inside copy_from_user (the argument,
  * the ranges array or a bitmap); meanwhile the VM fd is replaced or the
  * memslot named changes; then the page arrives.  The result is exact.
+ * The argument and the ranges are read before the ranges are validated,
+ * so a memslot change during the stall decides the result; a bitmap is
+ * read after, under kvm->slots_lock, so a memslot change then must wait
+ * for the call (made from another thread: it completes after the call,
+ * which succeeds).
  */
 static void uffd_round(struct fctx *x, int ufd, uint8_t *u, uint8_t *src)
 {
@@ -2300,7 +2386,9 @@ static void uffd_round(struct fctx *x, int ufd, uint8_t *u, uint8_t *src)
 	struct call cl = { .cls = C_UFFD };
 	uint64_t want = 0, bm[2][2];
 	struct ucall uc;
-	pthread_t th;
+	struct uact ua;
+	pthread_t th, ath;
+	bool held;
 	struct vm *X;
 	int i, j;
 
@@ -2347,28 +2435,22 @@ static void uffd_round(struct fctx *x, int ufd, uint8_t *u, uint8_t *src)
 		return;
 	}
 	/* the call sleeps in copy_from_user now */
-	switch (act) {
-	case UA_FD:
-		VM_CHECK(dup2(g.devnull, X->fd) == X->fd, "dup2");
-		break;
-	case UA_DELETE:
-		vm_delete_slot(X, tgt + 1);
-		break;
-	case UA_LOGOFF:
-		vm_set_slot_flags(X, tgt + 1, 0);
-		break;
-	case UA_MOVE:
-		vm_move_slot(X, tgt + 1, (40 + 8 * tgt) * MIB);
-		break;
-	case UA_SHRINK:
-		vm_delete_slot(X, tgt + 1);
-		vm_add_slot(X, tgt + 1, (16 + 8 * tgt) * MIB, 10, KVM_MEM_LOG_DIRTY_PAGES);
-		break;
+	ua = (struct uact){ .vm = X, .act = act, .tgt = tgt };
+	held = where == US_BITMAP && act != UA_NONE && act != UA_FD;
+	if (held) {
+		VM_CHECK(!pthread_create(&ath, NULL, uact_fn, &ua), "pthread_create");
+		usleep(20000);
+		if (__atomic_load_n(&ua.done, __ATOMIC_ACQUIRE))
+			VIOL(x, &cl, "the memslot changed while the call read a bitmap of a validated range");
+	} else {
+		uffd_act(&ua);
 	}
 	copy = (struct uffdio_copy){ .dst = (uintptr_t)u, .src = (uintptr_t)src, .len = PAGE_SIZE };
 	if (ioctl(ufd, UFFDIO_COPY, &copy))
 		VIOL(x, &cl, "UFFDIO_COPY: %s", strerror(errno));
 	pthread_join(th, NULL);
+	if (held)
+		pthread_join(ath, NULL);
 
 	e.exact = true;
 	e.out_written = true;
@@ -2376,6 +2458,11 @@ static void uffd_round(struct fctx *x, int ufd, uint8_t *u, uint8_t *src)
 		e.r = RS_EINVAL;		/* vm_fd is /dev/null by the time it is read */
 		e.idx = -1;
 		e.out_written = false;
+	} else if (held) {
+		e.r = RS_OK;		/* the memslot changed after the call */
+		e.idx = 2;
+		for (i = 0; i < 2; i++)
+			want += __builtin_popcountll(b[i][0]) + (i ? 0 : __builtin_popcountll(b[i][1]));
 	} else if (act == UA_DELETE || act == UA_LOGOFF) {
 		e.r = RS_ENOENT;
 		e.idx = tgt;
@@ -2399,6 +2486,8 @@ static void uffd_round(struct fctx *x, int ufd, uint8_t *u, uint8_t *src)
 		VIOL(x, &cl, "error_index %u, expected %lld", c->error_index, (long long)e.idx);
 	if (res == RS_OK && act != UA_FD) {
 		for (i = 0; i < 2; i++) {
+			if (held && i == tgt && act != UA_MOVE)
+				continue;	/* gone, not logged or new since */
 			memset(bm[i], 0, sizeof(bm[i]));
 			vm_get_dirty_log(X, i + 1, bm[i]);
 			for (j = 0; j < (int)(np[i] / 64); j++)
@@ -2408,8 +2497,10 @@ static void uffd_round(struct fctx *x, int ufd, uint8_t *u, uint8_t *src)
 					     (unsigned long long)~b[i][j]);
 		}
 	}
-	count_stats(x, &cl, res, &e, res == RS_OK ? c->pages_cleared : 0);
+	count_stats(x, &cl, res, &e, res == RS_OK ? c->pages_cleared : 0, c->error_index);
 	__atomic_fetch_add(&g.uffd_stalls[act], 1, __ATOMIC_RELAXED);
+	if (held)
+		__atomic_fetch_add(&g.uffd_waited, 1, __ATOMIC_RELAXED);
 	vm_free(X);
 	madvise(u, PAGE_SIZE, MADV_DONTNEED);	/* missing again */
 }
@@ -2550,10 +2641,16 @@ TEST_F_TIMEOUT(fuzz, races, 86400)
 	CK(failed_calls, tot.failed);
 	CK(ranges, tot.ranges);
 	CK(pages_cleared, tot.pages);
-	CK(mmu_lock_holds, tot.holds);
-	CK(lock_breaks, tot.breaks);
+	tot.breaks = s1.lock_breaks - s0.lock_breaks;	/* by contention: not predicted */
+	CK(mmu_lock_holds, tot.holds + tot.breaks);
 	CK(tlb_flushes, tot.flushes);
+	CK(dirty_log_syncs, tot.syncs);
 #undef CK
+	if (tot.breaks > tot.words) {
+		VIOL(x, NULL, "lock_breaks moved by %llu, more than the %llu bitmap words of the calls",
+		     (unsigned long long)tot.breaks, (unsigned long long)tot.words);
+		tot.violations++;
+	}
 	if (s1.live_allocs) {
 		VIOL(x, NULL, "live_allocs %llu with no call in flight",
 		     (unsigned long long)s1.live_allocs);
@@ -2576,6 +2673,9 @@ TEST_F_TIMEOUT(fuzz, races, 86400)
 	for (i = 0; i < UA_NR; i++)
 		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), " %s=%llu", ua_name[i],
 			 (unsigned long long)g.uffd_stalls[i]);
+	snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf),
+		 " (%llu in a bitmap read: the memslot change waited)",
+		 (unsigned long long)g.uffd_waited);
 	ksft_print_msg("fuzz-summary: races model=%llu chaos=%llu+%llu uffd=%llu memslot_ops=%llu vm_recreates=%llu vm_fd_closes=%llu mprotect_flips=%llu guest_writes=%llu %s%s\n",
 		       (unsigned long long)x->st.calls,
 		       (unsigned long long)rc.chaos[0]->st.calls,
