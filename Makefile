@@ -4,7 +4,7 @@
 #
 #   make              userspace library, tools, tests; the module for KDIR
 #   make check        install dependencies, build everything, run the host
-#                     tests and the kselftests in a 6.1 and a 6.12 guest
+#                     tests and the kselftests in 6.1, 6.12 and 7.3 guests
 #   make bench        the migration-sync benchmark (BENCH_ARGS=--help)
 #   make fuzz         the long fuzzing run of the batch ioctl, both kernels
 #   make module       the module for one kernel: KDIR=/path/to/headers
