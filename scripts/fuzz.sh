@@ -8,7 +8,8 @@
 #   scripts/fuzz.sh [--calls N] [--race-calls N] [--race-seconds S]
 #                   [--seed S] [--kernels "6.1 6.12"] [--parallel]
 #
-# Per kernel, one guest runs build/tests/guest/huge_batch_test (first, so
+# Per kernel, one guest runs build/tests/guest/huge_batch_test (64 GiB and
+# 1 TiB memslots; first, so
 # that the module-wide longest MMU-lock hold is its own) and fuzz_test (N
 # deterministic calls, default 800000, then the race test: at least
 # --race-calls calls, default 200000, or --race-seconds, default 1800);
@@ -66,7 +67,7 @@ run_kernel() { # release
 	env+=" KVM_DIRTYBATCH_FUZZ_RACE_CALLS=$race_calls KVM_DIRTYBATCH_FUZZ_RACE_SECONDS=$race_secs"
 	selftests/vm-run --kernel "$rel" --module "$ko" --timeout "$timeout" \
 		--log "$logdir/fuzz-$rel.log" -- \
-		"$O/tests/guest/huge_batch_test; r=\$?; $env $O/tests/guest/fuzz_test || r=1; exit \$r" \
+		"KVM_DIRTYBATCH_HUGE_GIB=64,1024 $O/tests/guest/huge_batch_test; r=\$?; $env $O/tests/guest/fuzz_test || r=1; exit \$r" \
 		>"$logdir/fuzz-$rel.out" 2>&1
 	echo $? >"$logdir/fuzz-$rel.out.rc"
 	selftests/vm-run --kernel "$rel" --module "$ko" --timeout 900 \
