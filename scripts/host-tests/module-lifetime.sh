@@ -7,8 +7,10 @@
 # module or the test programs built.
 cd "$(dirname "$0")/../.." || exit 1
 O=${O:-$PWD/build}
+# (a kernel of /boot: not build-config-variant.sh's <rel>-no-KVM_SMM)
 rel=$(for k in "$O"/module/6.12.*/kvm_dirtybatch.ko; do
-	[ -f "$k" ] && basename "$(dirname "$k")"
+	r=$(basename "$(dirname "$k")")
+	[ -f "$k" ] && [ -e "/boot/vmlinuz-$r" ] && echo "$r"
 done | sort -V | tail -n1)
 if [ -z "$rel" ] || [ ! -x "$O/tests/guest/fuzz_test" ] || [ ! -e "/boot/vmlinuz-$rel" ]; then
 	echo "1..0 # SKIP no 6.12 kernel with a built module and tests"
