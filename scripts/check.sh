@@ -65,29 +65,27 @@ step "userspace: example program builds against a temporary install via pkg-conf
 	make -s -C userspace example-check O="$O"
 
 progress "building the module for every installed kernel (W=1)"
+# build_point RELEASE WHERE COMMAND...: one test point for a module build
+# that must succeed with neither a warning nor an error in its log.
+build_point() {
+	local rel=$1 where=$2 log=$logdir/module-$1.log
+	shift 2
+	if "$@" >"$log" 2>&1 && ! grep -E 'warning:|error:' "$log" >/dev/null; then
+		point ok "build: kvm_dirtybatch.ko for $rel$where, W=1, no warnings"
+	else
+		grep -E 'warning:|error:|trixie-build:' "$log" | head -n 20 | sed 's/^/#   /'
+		point fail "build: kvm_dirtybatch.ko for $rel$where (log: $log)"
+	fi
+}
 for h in /usr/src/linux-headers-*-amd64; do
 	[ -f "$h/Module.symvers" ] || continue
 	rel=${h#/usr/src/linux-headers-}
-	log=$logdir/module-$rel.log
-	if make -s module KDIR="$h" RELEASE="$rel" O="$O" >"$log" 2>&1 &&
-	   ! grep -E 'warning:|error:' "$log" >/dev/null; then
-		point ok "build: kvm_dirtybatch.ko for $rel, W=1, no warnings"
-	else
-		grep -E 'warning:|error:' "$log" | head -n 20 | sed 's/^/#   /'
-		point fail "build: kvm_dirtybatch.ko for $rel (log: $log)"
-	fi
+	build_point "$rel" "" make -s module KDIR="$h" RELEASE="$rel" O="$O"
 done
 # Debian's 7.x (trixie-backports): its headers need trixie's toolchain and
 # are in the trixie root of scripts/trixie-root.sh, where it is built.
 for rel in $(scripts/trixie-build.sh --list); do
-	log=$logdir/module-$rel.log
-	if O="$O" scripts/trixie-build.sh "$rel" >"$log" 2>&1 &&
-	   ! grep -E 'warning:|error:' "$log" >/dev/null; then
-		point ok "build: kvm_dirtybatch.ko for $rel in the trixie root, W=1, no warnings"
-	else
-		grep -E 'warning:|error:|trixie-build:' "$log" | head -n 20 | sed 's/^/#   /'
-		point fail "build: kvm_dirtybatch.ko for $rel in the trixie root (log: $log)"
-	fi
+	build_point "$rel" " in the trixie root" env O="$O" scripts/trixie-build.sh "$rel"
 done
 
 # One build with CONFIG_KVM_SMM=n (one memslot address space; from 6.8 on
