@@ -7,6 +7,8 @@
 #                     tests and the kselftests in 6.1, 6.12 and 7.3 guests
 #   make bench        the migration-sync benchmark (BENCH_ARGS=--help)
 #   make fuzz         the long fuzzing run of the batch ioctl, both kernels
+#   make check-debug  the guest tests on a lockdep/KASAN/KFENCE kernel (built
+#                     once, cached in /var/lib/kvm-dirtybatch)
 #   make module       the module for one kernel: KDIR=/path/to/headers
 #   make modules-all  the module for every installed Debian kernel
 #   make deps         install build/test dependencies (apt, idempotent)
@@ -24,14 +26,14 @@ MODULE_SRCS := Kbuild dkms.conf $(wildcard module/*.c module/*.h module/Kbuild) 
 # W=1 for every module build; no BTF (headers packages ship no vmlinux).
 KBUILD_ARGS := W=1 CONFIG_DEBUG_INFO_BTF_MODULES=
 
-.PHONY: all deps userspace selftests module modules-all check bench fuzz \
+.PHONY: all deps userspace selftests module modules-all check bench fuzz check-debug \
 	clean install uninstall help dkms-check dkms-source dkms-install \
 	dkms-remove
 
 all: userspace selftests
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@scripts/deps.sh
@@ -95,6 +97,13 @@ bench:
 fuzz:
 	@scripts/deps.sh
 	@scripts/fuzz.sh $(FUZZ_ARGS)
+
+# The guest kselftests, a fuzzing run and the module lifetime test on a
+# debug kernel built from linux-source-6.12 (scripts/debug-kernel.config),
+# cached outside $(O) (DEBUG_KERNEL_CACHE, default /var/lib/kvm-dirtybatch).
+check-debug:
+	@scripts/deps.sh
+	@scripts/check-debug.sh $(CHECK_DEBUG_ARGS)
 
 # ---------------------------------------------------------------- install
 # make install [PREFIX=/usr/local] [DESTDIR=]: libdirtybatch (libraries,
