@@ -72,8 +72,9 @@ enum ev_kind { EV_WP, EV_FLUSH, EV_FLUSHV, EV_LOCK, EV_UNLOCK, EV_IORET };
 
 /*
  * The probes.  Each also fetches pages_cleared from user memory (pc=).
- * The lock variants beyond mutex_lock are probed where they exist (lockdep
- * kernels have mutex_lock_nested), in case slots_lock is taken so.
+ * The mutex_lock variants are probed where they exist: a lockdep kernel
+ * has no mutex_lock at all (it is a macro for mutex_lock_nested), and
+ * slots_lock may be taken through any of them.  At least one must exist.
  */
 static const struct probe_spec {
 	const char *name;	/* event name prefix */
@@ -89,7 +90,7 @@ static const struct probe_spec {
 	{ "flms", 'p', "kvm_flush_remote_tlbs_memslot", "kvm=%di:x64", EV_FLUSHV, true },
 	{ "flrange", 'p', "kvm_flush_remote_tlbs_range", "kvm=%di:x64", EV_FLUSHV, true },
 	{ "flarch", 'p', "kvm_arch_flush_remote_tlbs_memslot", "kvm=%di:x64", EV_FLUSHV, true },
-	{ "lock", 'p', "mutex_lock", "lock=%di:x64", EV_LOCK, false },
+	{ "lock", 'p', "mutex_lock", "lock=%di:x64", EV_LOCK, true },
 	{ "lockn", 'p', "mutex_lock_nested", "lock=%di:x64", EV_LOCK, true },
 	{ "lockk", 'p', "mutex_lock_killable", "lock=%di:x64", EV_LOCK, true },
 	{ "locki", 'p', "mutex_lock_interruptible", "lock=%di:x64", EV_LOCK, true },
@@ -392,7 +393,7 @@ static int trace_setup(struct tracer *t, uintptr_t pc_addr, char *err, size_t er
 {
 	char path[256], def[512], filt[64], fetch[64];
 	unsigned int i;
-	int r;
+	int r, nlock = 0;
 
 	t->id = getpid();
 	snprintf(t->inst, sizeof(t->inst), "%s/instances/" GROUP "_%d", t->fs, t->id);
@@ -427,6 +428,11 @@ static int trace_setup(struct tracer *t, uintptr_t pc_addr, char *err, size_t er
 		t->kind[t->nprobes] = ps->kind;
 		t->sym[t->nprobes] = ps->sym;
 		t->nprobes++;
+		nlock += ps->kind == EV_LOCK;
+	}
+	if (!nlock) {
+		snprintf(err, errlen, "no mutex_lock variant in /proc/kallsyms to probe");
+		return -1;
 	}
 	/* our thread only (a TID: common_pid is the task's pid) */
 	snprintf(filt, sizeof(filt), "common_pid == %d\n", (int)syscall(SYS_gettid));
