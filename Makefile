@@ -6,7 +6,7 @@
 #   make check        install dependencies, build everything, run the host
 #                     tests and the kselftests in 6.1, 6.12 and 7.3 guests
 #   make bench        the migration-sync benchmark (BENCH_ARGS=--help)
-#   make fuzz         the long fuzzing run of the batch ioctl, both kernels
+#   make fuzz         the long fuzzing run of the batch ioctl, every test kernel
 #   make check-debug  the guest tests on a lockdep/KASAN/KFENCE kernel (built
 #                     once, cached in /var/lib/kvm-dirtybatch)
 #   make module       the module for one kernel: KDIR=/path/to/headers

@@ -6,7 +6,7 @@
 # and the module lifetime checks, each kernel in fresh guests.
 #
 #   scripts/fuzz.sh [--calls N] [--race-calls N] [--race-seconds S]
-#                   [--seed S] [--kernels "6.1 6.12"] [--parallel]
+#                   [--seed S] [--kernels "6.1 6.12 7.3"] [--parallel]
 #
 # Per kernel, one guest runs build/tests/guest/huge_batch_test (64 GiB and
 # 1 TiB memslots; first, so
@@ -18,14 +18,15 @@
 # input class, races exercised, invariant violations (must be 0), the
 # huge-batch figures and the guest kernel log verdict.  Exits non-zero if
 # anything failed.  Logs: build/logs/fuzz-<release>.{out,log},
-# build/logs/lifetime-<release>.{out,log}.  Both kernels use the same seed:
-# the deterministic part then gives the same digest on both.
+# build/logs/lifetime-<release>.{out,log}.  Every kernel uses the same
+# seed: the deterministic part then gives the same digest on all of them.
+# --kernels defaults to CHECK_KERNELS, else "6.1 6.12 7.3".
 # Environment: O (build dir, default ./build).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 top=$PWD
 O=${O:-$top/build}
-calls=800000 race_calls=200000 race_secs=1800 seed= kernels="6.1 6.12" parallel=0
+calls=800000 race_calls=200000 race_secs=1800 seed= kernels= parallel=0
 
 usage() { sed -n '5,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
@@ -47,6 +48,7 @@ start=$(date +%s)
 
 # shellcheck source=kernels.sh
 . "$top/scripts/kernels.sh"
+kernels=${kernels:-${CHECK_KERNELS:-6.1 6.12 $TRIXIE_SERIES}}
 has_module() { [ -f "$O/module/$1/kvm_dirtybatch.ko" ]; }
 
 echo "fuzz: building the module for every kernel and the tests"
