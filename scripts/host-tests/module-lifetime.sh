@@ -7,27 +7,16 @@
 # with the kernel; exit 4 (skip) without a built module or the test programs.
 cd "$(dirname "$0")/../.." || exit 1
 O=${O:-$PWD/build}
-rc=4
+. scripts/guest-each-kernel.sh
 mkdir -p "$O/logs"
 [ -x "$O/tests/guest/fuzz_test" ] || {
 	echo "1..0 # SKIP the guest test programs are not built"
 	exit 4
 }
-# (kernels of /boot only: not build-config-variant.sh's <rel>-no-KVM_SMM)
-for d in "$O"/module/*/; do
-	d=${d%/} rel=$(basename "$d")
-	[ -f "$d/kvm_dirtybatch.ko" ] && [ -e "/boot/vmlinuz-$rel" ] || continue
-	selftests/vm-run --kernel "$rel" --module "$d/kvm_dirtybatch.ko" \
-		--timeout 300 --log "$O/logs/module-lifetime-$rel.log" -- \
-		selftests/kvm_dirtybatch/module_lifetime.sh "$d/kvm_dirtybatch.ko" \
-		"$O/tests/guest" 2>&1 | sed -E "s/^((not )?ok [0-9]+) - /\1 - $rel: /"
-	r=${PIPESTATUS[0]}
-	if [ "$r" -ne 0 ] && [ "$r" -ne 4 ]; then
-		echo "not ok - $rel: module_lifetime.sh exited with status $r"
-		rc=1
-	elif [ "$rc" -ne 1 ] && [ "$r" -eq 0 ]; then
-		rc=0
-	fi
-done
-[ "$rc" -eq 4 ] && echo "1..0 # SKIP no kernel with a built module"
-exit $rc
+lifetime() { # dir release
+	selftests/vm-run --kernel "$2" --module "$1/kvm_dirtybatch.ko" \
+		--timeout 300 --log "$O/logs/module-lifetime-$2.log" -- \
+		selftests/kvm_dirtybatch/module_lifetime.sh "$1/kvm_dirtybatch.ko" \
+		"$O/tests/guest"
+}
+each_kernel_guest lifetime
