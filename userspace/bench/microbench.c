@@ -258,8 +258,8 @@ static struct dirtybatch_ctx *bench_ctx(int vm_fd, bool module, bool null)
 	struct dirtybatch_opts o = { .sz = sizeof(o), .page_size = PS,
 				     .flags = module ? 0 : DIRTYBATCH_OPEN_FALLBACK };
 	struct dirtybatch_memslot d[2] = {
-		{ .slot = SLOT_A, .guest_phys_addr = BASE, .npages = A_PAGES },
-		{ .slot = SLOT_B, .guest_phys_addr = BASE + A_PAGES * PS, .npages = B_PAGES },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = SLOT_A, .guest_phys_addr = BASE, .npages = A_PAGES },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = SLOT_B, .guest_phys_addr = BASE + A_PAGES * PS, .npages = B_PAGES },
 	};
 	struct dirtybatch_ctx *ctx;
 
@@ -286,7 +286,7 @@ struct meas {
 static void measure(struct dirtybatch_ctx *ctx, const struct work *w, uint64_t *bm,
 		    struct meas *m)
 {
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	double t0, t1, t2, spent = 0;
 
 	/* warm up (faults in the bitmaps) */
@@ -357,7 +357,7 @@ static void share_table(int vm_fd, bool module, uint64_t *bm,
 	for (size_t i = 0; i < sizeof(works) / sizeof(works[0]); i++) {
 		struct dirtybatch_ctx *lib = bench_ctx(vm_fd, module, true);
 		struct dirtybatch_ctx *real = bench_ctx(vm_fd, module, false);
-		struct dirtybatch_result res;
+		struct dirtybatch_result res = { .sz = sizeof(res) };
 		struct meas m;
 		double t_real = 0, best = 1e300, t0, t, start = now_ns();
 		uint64_t iters = 0, ioctls = 0;

@@ -4,7 +4,8 @@
 # libdirtybatch ABI checks (TAP): the shared library exports exactly the
 # functions the header declares with DIRTYBATCH_API, the version script
 # lists exactly those, every one has a man page, the soname is right, and
-# nothing but dirtybatch_* is exported.  Generated into tests/host by the
+# nothing but dirtybatch_* is exported, and every export has a version of
+# the map.  Generated into tests/host by the
 # Makefile with the paths filled in.
 src='@SRC@'
 libdir='@LIBDIR@'
@@ -50,5 +51,9 @@ for f in $(cat "$tmp/header"); do
 done
 check "one man page per public function${missing:+ (missing:$missing)}" '[ -z "$missing" ]'
 check "soname libdirtybatch.so.1" 'readelf -d "$so" | grep -q "SONAME.*\[libdirtybatch.so.1\]"'
-check "symbols versioned LIBDIRTYBATCH_1.0" '[ "$(nm -D --defined-only "$so" | grep -c "dirtybatch_.*@@LIBDIRTYBATCH_1.0")" -eq "$(wc -l <"$tmp/header")" ]'
+# every export is versioned with one of the map's LIBDIRTYBATCH_1.x nodes
+sed -n 's/^\(LIBDIRTYBATCH_1\.[0-9]*\) {.*/\1/p' "$src/lib/libdirtybatch.map" >"$tmp/nodes"
+nm -D --defined-only "$so" | awk '$3 ~ /^dirtybatch_/ {print $3}' |
+	sed -n 's/^dirtybatch_[a-z_]*@@\(LIBDIRTYBATCH_.*\)$/\1/p' | sort -u >"$tmp/used"
+check "symbols versioned LIBDIRTYBATCH_1.x ($(tr '\n' ' ' <"$tmp/used"))" '[ "$(nm -D --defined-only "$so" | grep -c "^[0-9a-f]* T dirtybatch_.*@@LIBDIRTYBATCH_1\.")" -eq "$(wc -l <"$tmp/header")" ] && [ -z "$(comm -23 "$tmp/used" "$(sort "$tmp/nodes" >"$tmp/nodes.s"; echo "$tmp/nodes.s")")" ]'
 exit $fail

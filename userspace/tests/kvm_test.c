@@ -141,7 +141,7 @@ static int tvm_layout(struct tvm *t, struct dirtybatch_ctx *ctx)
 	struct dirtybatch_memslot d[MAX_TSLOTS];
 
 	for (int i = 0; i < t->n; i++)
-		d[i] = (struct dirtybatch_memslot){ .slot = t->s[i].slot,
+		d[i] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = t->s[i].slot,
 			.guest_phys_addr = t->s[i].gpa, .npages = t->s[i].npages };
 	return dirtybatch_set_layout(ctx, d, (unsigned int)t->n);
 }
@@ -293,7 +293,7 @@ static int open_ctx(struct tvm *t, bool module, struct dirtybatch_ctx **ctx,
 		return r;
 	}
 	if (dirtybatch_mode(*ctx) != (module ? DIRTYBATCH_MODE_MODULE : DIRTYBATCH_MODE_FALLBACK)) {
-		struct dirtybatch_info info;
+		struct dirtybatch_info info = { .sz = sizeof(info) };
 
 		dirtybatch_get_info(*ctx, &info);
 		snprintf(why, wl, "mode %d, fallback reason %d", dirtybatch_mode(*ctx),
@@ -314,7 +314,7 @@ static bool test_random_clears(bool module, int rounds, char *why, size_t wl)
 {
 	struct tvm t;
 	struct dirtybatch_ctx *ctx;
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	uint64_t total_req = 0, total_ioctls = 0, total_ranges = 0;
 	bool ok = false;
 
@@ -382,7 +382,7 @@ static bool test_error_path(bool module, char *why, size_t wl)
 {
 	struct tvm t;
 	struct dirtybatch_ctx *ctx;
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t got;
 	bool ok = false;
 
@@ -470,7 +470,7 @@ static bool test_vcpu(bool module, int rounds, char *why, size_t wl)
 {
 	struct tvm t;
 	struct dirtybatch_ctx *ctx;
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	static uint64_t bm[(8192 + 63) / 64 + 4];
 	static uint64_t list[4096];
 	uint64_t lost = 0, redirtied = 0, cleared_total = 0;
@@ -717,7 +717,7 @@ int main(void)
 	       "fallback: second vCPU run, other seed %s", why);
 	{
 		struct dirtybatch_ctx *ctx;
-		struct dirtybatch_info info;
+		struct dirtybatch_info info = { .sz = sizeof(info) };
 		bool ok = !dirtybatch_open(0, NULL, &ctx) && !dirtybatch_get_info(ctx, &info);
 		bool dev = access("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, F_OK) == 0;
 
@@ -749,7 +749,7 @@ int main(void)
 	}
 	{
 		struct dirtybatch_ctx *ctx;
-		struct dirtybatch_info info;
+		struct dirtybatch_info info = { .sz = sizeof(info) };
 		bool ok = !dirtybatch_open(0, NULL, &ctx) && !dirtybatch_get_info(ctx, &info);
 
 		tap_diag("module: abi %u features %#" PRIx64 " max_ranges %u max_bitmap_bytes %u, "

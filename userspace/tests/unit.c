@@ -455,7 +455,7 @@ static void model_install(struct tc *t, const struct dirtybatch_memslot *d, int 
 static int layout_desc(const struct tc *t, struct dirtybatch_memslot *d)
 {
 	for (int i = 0; i < t->n; i++)
-		d[i] = (struct dirtybatch_memslot){ .slot = t->s[i].slot,
+		d[i] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = t->s[i].slot,
 			.guest_phys_addr = t->s[i].gpa, .npages = t->s[i].npages };
 	return t->n;
 }
@@ -543,7 +543,7 @@ static void check_pending(struct tc *t, const char *what)
 
 static void do_submit(struct tc *t, bool inject)
 {
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	struct rec *exp;
 	size_t nexp, i, napplied = 0;
 	bool module = module_mode(t);
@@ -1026,7 +1026,7 @@ static int rnd_layout(struct tc *t, struct dirtybatch_memslot *d, int n)
 			gpa = cursor[as];
 			cursor[as] += np * t->ps;
 		}
-		d[k++] = (struct dirtybatch_memslot){ .slot = slot,
+		d[k++] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = slot,
 			.guest_phys_addr = gpa, .npages = np };
 	}
 	/* shuffle */
@@ -1060,7 +1060,7 @@ static void op_layout(struct tc *t)
 			n = 0;
 			for (int i = 0; i < t->n; i++)
 				if (t->s[i].slot != slot)
-					d[n++] = (struct dirtybatch_memslot){ .slot = t->s[i].slot,
+					d[n++] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = t->s[i].slot,
 						.guest_phys_addr = t->s[i].gpa, .npages = t->s[i].npages };
 			model_install(t, d, n);
 		}
@@ -1073,7 +1073,7 @@ static void op_layout(struct tc *t)
 		if (n && rndn(4)) {
 			struct mslot *m = &t->s[rndn(t->n)];
 
-			u = (struct dirtybatch_memslot){ .slot = m->slot,
+			u = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = m->slot,
 				.guest_phys_addr = m->gpa, .npages = m->npages };
 			switch (rndn(4)) {
 			case 0: break;
@@ -1082,7 +1082,7 @@ static void op_layout(struct tc *t)
 			default: break;
 			}
 		} else {
-			u = (struct dirtybatch_memslot){ .slot = rnd_unknown_slot(t),
+			u = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = rnd_unknown_slot(t),
 				.guest_phys_addr = rndn(5000) * t->ps, .npages = rnd_npages() };
 		}
 		switch (rndn(12)) {
@@ -1116,7 +1116,7 @@ static void op_layout(struct tc *t)
 		for (int i = 0; i < keep && i < n; i++) {
 			struct mslot *m = &t->s[rndn(t->n)];
 
-			d[i] = (struct dirtybatch_memslot){ .slot = m->slot,
+			d[i] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = m->slot,
 				.guest_phys_addr = m->gpa, .npages = m->npages };
 		}
 		if (rndn(6) == 0 && n > 1)
@@ -1179,11 +1179,12 @@ static bool run_case(uint64_t seed, char *why, size_t whylen)
 	struct tc t;
 	struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_FALLBACK };
 	struct dirtybatch_memslot d[MAXS];
-	struct dirtybatch_stats st;
+	struct dirtybatch_stats st = { .sz = sizeof(st) };
 	static const unsigned int shifts[] = { 12, 12, 12, 12, 12, 9, 16, 21 };
 	int n, nops, err;
 
 	memset(&t, 0, sizeof(t));
+	t.est.sz = sizeof(t.est);
 	rng_state = seed;
 	t.shift = shifts[rndn(8)];
 	t.ps = 1ULL << t.shift;
@@ -1391,9 +1392,9 @@ static bool recs_equal(struct tc *t, const struct rec *e, size_t n)
 static void test_tail_rule(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 100 },
-		{ .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 128 },
-		{ .slot = 3, .guest_phys_addr = 0x100000000ULL, .npages = 200 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 0, .npages = 100 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 128 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 3, .guest_phys_addr = 0x100000000ULL, .npages = 200 },
 	};
 	struct tc *t = tc_new(false, 0, 0, d, 3);
 	const struct rec e[] = {
@@ -1419,10 +1420,10 @@ static void test_fallback_gap(void)
 {
 	const uint64_t g = DB_FALLBACK_GAP_WORDS;
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 4, .guest_phys_addr = 0, .npages = 64 * (3 * g + 10) },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 4, .guest_phys_addr = 0, .npages = 64 * (3 * g + 10) },
 	};
 	struct tc *t = tc_new(false, 0, 0, d, 1);
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	/* words 0 and g + 1 (g zero words apart): one call; word 2g + 3
 	 * (g + 1 zero words after): a second one */
 	const struct rec e[] = {
@@ -1446,10 +1447,10 @@ static void test_fallback_gap(void)
 static void test_merge(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 5, .guest_phys_addr = 0x10000, .npages = 1000 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 5, .guest_phys_addr = 0x10000, .npages = 1000 },
 	};
 	struct tc *t = tc_new(false, 0, 0, d, 1);
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t r;
 
 	qp(t, 5, 0, 10);
@@ -1468,10 +1469,10 @@ static void test_gpa_split(void)
 {
 	/* three adjacent slots, one in another address space at the same gpa */
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 0, .guest_phys_addr = 0, .npages = 70 },
-		{ .slot = 1, .guest_phys_addr = 70 * 4096, .npages = 10 },
-		{ .slot = 2, .guest_phys_addr = 80 * 4096, .npages = 300 },
-		{ .slot = DIRTYBATCH_SLOT(1, 0), .guest_phys_addr = 0, .npages = 500 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 0, .guest_phys_addr = 0, .npages = 70 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 70 * 4096, .npages = 10 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 2, .guest_phys_addr = 80 * 4096, .npages = 300 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = DIRTYBATCH_SLOT(1, 0), .guest_phys_addr = 0, .npages = 500 },
 	};
 	struct tc *t = tc_new(true, 65536, 1 << 20, d, 4);
 	const struct rec e[] = {
@@ -1495,10 +1496,10 @@ static void test_gpa_split(void)
 static void test_module_limits(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 9, .guest_phys_addr = 0, .npages = 64 * 20 + 7 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 9, .guest_phys_addr = 0, .npages = 64 * 20 + 7 },
 	};
 	struct tc *t = tc_new(true, 3, 24, d, 1);	/* 3 ranges, 3 words */
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t r;
 
 	/* one run of 10 words + the tail word, then 4 single-word runs */
@@ -1524,13 +1525,13 @@ static void test_module_limits(void)
 static void test_error_path(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 64 * 4 * DB_FALLBACK_GAP_WORDS },
-		{ .slot = 2, .guest_phys_addr = 1ULL << 34, .npages = 1000 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 0, .npages = 64 * 4 * DB_FALLBACK_GAP_WORDS },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 2, .guest_phys_addr = 1ULL << 34, .npages = 1000 },
 	};
 	/* three pages in words too far apart to share a call */
 	const uint64_t far = 64 * (DB_FALLBACK_GAP_WORDS + 2);
 	struct tc *t = tc_new(false, 0, 0, d, 2);
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t r;
 	bool ok1, ok2;
 
@@ -1560,16 +1561,16 @@ static void test_error_path(void)
 static void test_layout_changes(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 100 },
-		{ .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 100 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 0, .npages = 100 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 100 },
 	};
 	struct dirtybatch_memslot bad[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 100 },
-		{ .slot = 3, .guest_phys_addr = 50 * 4096, .npages = 100 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 0, .npages = 100 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 3, .guest_phys_addr = 50 * 4096, .npages = 100 },
 	};
 	struct tc *t = tc_new(false, 0, 0, d, 2);
-	struct dirtybatch_memslot u = { .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 200 };
-	struct dirtybatch_stats st;
+	struct dirtybatch_memslot u = { .sz = sizeof(u), .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 200 };
+	struct dirtybatch_stats st = { .sz = sizeof(st) };
 	bool ok = true;
 
 	dirtybatch_add_pages(t->ctx, 1, 0, 10);
@@ -1601,7 +1602,7 @@ static void test_layout_errors(void)
 	bool ok = true;
 
 	dirtybatch_open(FAKE_VM_FD, &o, &ctx);
-	d = (struct dirtybatch_memslot){ .slot = 1, .guest_phys_addr = 4096, .npages = 0 };
+	d = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 4096, .npages = 0 };
 	ok &= dirtybatch_slot_update(ctx, &d) == -EINVAL;
 	d.npages = DIRTYBATCH_MAX_SLOT_PAGES + 1;
 	ok &= dirtybatch_slot_update(ctx, &d) == -EINVAL;
@@ -1628,7 +1629,7 @@ static void test_open_detection(void)
 {
 	struct dirtybatch_ctx *ctx = NULL;
 	struct dirtybatch_opts o = { .sz = sizeof(o), .device_path = "/nonexistent/kvm_dirtybatch" };
-	struct dirtybatch_info info;
+	struct dirtybatch_info info = { .sz = sizeof(info) };
 	bool ok = true;
 	int r;
 
@@ -1715,9 +1716,9 @@ static void test_open_detection(void)
 
 static void test_empty_submit(void)
 {
-	struct dirtybatch_memslot d[] = { { .slot = 1, .npages = 10 } };
+	struct dirtybatch_memslot d[] = { { .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .npages = 10 } };
 	struct tc *t = tc_new(true, 16, 4096, d, 1);
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t r = dirtybatch_submit(t->ctx, &res);
 
 	tap_ok(r == 0 && res.ioctls == 0 && t->calls == 0,
@@ -1728,7 +1729,7 @@ static void test_empty_submit(void)
 static void test_bitmap_offsets(void)
 {
 	/* QEMU style: slot bitmap, clear [start, start + size) with bit offset */
-	struct dirtybatch_memslot d[] = { { .slot = 4, .guest_phys_addr = 0, .npages = 1000 } };
+	struct dirtybatch_memslot d[] = { { .sz = sizeof(struct dirtybatch_memslot), .slot = 4, .guest_phys_addr = 0, .npages = 1000 } };
 	struct tc *t = tc_new(false, 0, 0, d, 1);
 	uint64_t bmap[16];
 	bool ok = true;
@@ -1772,10 +1773,10 @@ static void test_big_slot(void)
 {
 	/* 2^22 pages: long runs cross summary words; word-level checks */
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 7, .guest_phys_addr = 1ULL << 32, .npages = (1 << 22) - 3 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 7, .guest_phys_addr = 1ULL << 32, .npages = (1 << 22) - 3 },
 	};
 	struct tc *t = tc_new(true, 65536, 16 << 20, d, 1);
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	uint64_t np = d[0].npages;
 	int64_t r;
 	bool ok = true;
@@ -1808,8 +1809,8 @@ static void test_big_slot(void)
 static void test_sparse_big_slot(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 9, .guest_phys_addr = 1ULL << 32, .npages = (1 << 22) - 3 },
-		{ .slot = 10, .guest_phys_addr = 1ULL << 44, .npages = 1 << 18 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 9, .guest_phys_addr = 1ULL << 32, .npages = (1 << 22) - 3 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 10, .guest_phys_addr = 1ULL << 44, .npages = 1 << 18 },
 	};
 	for (int module = 0; module < 2; module++) {
 		struct tc *t = tc_new(module, 65536, 16 << 20, d, 2);
@@ -1844,15 +1845,15 @@ static void test_no_alloc(void)
 {
 	static uint64_t bm[64];
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 4000 },
-		{ .slot = 2, .guest_phys_addr = 4000 * 4096, .npages = 777 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 0, .npages = 4000 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 2, .guest_phys_addr = 4000 * 4096, .npages = 777 },
 	};
 	unsigned long before;
 	bool ok = true;
 
 	for (int mod = 0; mod < 2; mod++) {
 		struct tc *t = tc_new(mod, mod ? 4 : 0, mod ? 64 : 0, d, 2);
-		struct dirtybatch_result res;
+		struct dirtybatch_result res = { .sz = sizeof(res) };
 
 		for (int i = 0; i < 64; i++)
 			bm[i] = rnd();
