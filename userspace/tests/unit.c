@@ -22,13 +22,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include "dirtybatch_internal.h"
 #include "rng.h"
 #include "tap.h"
 
 #define FAKE_VM_FD	1000
+#define db_test_offsetofend(type, member) \
+	(offsetof(type, member) + sizeof(((type *)0)->member))
 #define MAXS		12
 
 /* ------------------------------------------------------------------ */
@@ -39,19 +43,23 @@ void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t m);
 void *__real_realloc(void *p, size_t n);
 static unsigned long allocs;
+static uint64_t alloc_bytes;
 void *__wrap_malloc(size_t n)
 {
 	allocs++;
+	alloc_bytes += n;
 	return __real_malloc(n);
 }
 void *__wrap_calloc(size_t n, size_t m)
 {
 	allocs++;
+	alloc_bytes += (uint64_t)n * m;
 	return __real_calloc(n, m);
 }
 void *__wrap_realloc(void *p, size_t n)
 {
 	allocs++;
+	alloc_bytes += n;
 	return __real_realloc(p, n);
 }
 #endif
@@ -1878,15 +1886,436 @@ static void test_no_alloc(void)
 }
 #endif
 
+/* ------------------------------------------------------------------ */
+/* The API's contract: identity, sizes, descriptors, demotion, ...    */
+
+#define MS(...) ((struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), \
+	__VA_ARGS__ })
+
+/*
+ * A memslot deleted and created again with the same geometry is another
+ * memslot: what was queued for the old one (bits fetched from it) must
+ * not be cleared on the new one.
+ */
+static void test_memslot_identity(void)
+{
+	struct dirtybatch_memslot d[] = {
+		MS(.slot = 1, .guest_phys_addr = 0, .npages = 100, .userspace_addr = 0x7f0000000000),
+		MS(.slot = 2, .guest_phys_addr = 100 * 4096, .npages = 100, .userspace_addr = 0x7f1000000000),
+	};
+	struct tc *t = tc_new(false, 0, 0, d, 2);
+	struct dirtybatch_stats st = { .sz = sizeof(st) };
+	struct dirtybatch_memslot u = d[0];
+	bool ok = true;
+
+	/* set_layout: same geometry, other backing */
+	ok &= dirtybatch_add_pages(t->ctx, 1, 0, 10) == 0;
+	ok &= dirtybatch_add_pages(t->ctx, 2, 0, 5) == 0;
+	d[0].userspace_addr += 1 << 20;
+	ok &= dirtybatch_set_layout(t->ctx, d, 2) == 0;
+	ok &= dirtybatch_pending(t->ctx) == 5;
+	/* slot_update: same geometry and backing, new generation */
+	u = d[1];
+	u.generation = 1;
+	ok &= dirtybatch_slot_update(t->ctx, &u) == 0;
+	ok &= dirtybatch_pending(t->ctx) == 0 && !dirtybatch_has_pending(t->ctx);
+	/* the same memslot again: kept */
+	ok &= dirtybatch_add_pages(t->ctx, 2, 0, 7) == 0;
+	ok &= dirtybatch_slot_update(t->ctx, &u) == 0;
+	ok &= dirtybatch_set_layout(t->ctx, (struct dirtybatch_memslot[]){ d[0], u }, 2) == 0;
+	ok &= dirtybatch_pending(t->ctx) == 7;
+	t->calls = 0;
+	ok &= dirtybatch_submit(t->ctx, NULL) == 7 && t->calls == 1;
+	dirtybatch_get_stats(t->ctx, &st);
+	ok &= st.pages_discarded == 15;
+	tap_ok(ok, "a memslot re-created with the same geometry (other userspace_addr "
+	       "or generation) drops what was queued for the old one");
+	tc_del(t);
+}
+
+/* struct dirtybatch_memslot: older, smaller and larger ones. */
+static void test_memslot_sizes(void)
+{
+	struct { struct dirtybatch_memslot m; uint64_t extra; } big = {
+		.m = MS(.slot = 3, .guest_phys_addr = 1 << 30, .npages = 64) };
+	struct dirtybatch_memslot m = MS(.slot = 3, .guest_phys_addr = 1 << 30, .npages = 64);
+	struct dirtybatch_ctx *ctx;
+	struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_FALLBACK,
+				     .page_size = 4096 };
+	unsigned char old[2][offsetof(struct dirtybatch_memslot, userspace_addr)];
+	bool ok = true;
+
+	dirtybatch_open(FAKE_VM_FD, &o, &ctx);
+	big.m.sz = sizeof(big);
+	big.extra = 1;
+	ok &= dirtybatch_slot_update(ctx, &big.m) == -E2BIG;
+	big.extra = 0;
+	ok &= dirtybatch_slot_update(ctx, &big.m) == 0;
+	m.sz = offsetof(struct dirtybatch_memslot, npages);
+	ok &= dirtybatch_slot_update(ctx, &m) == -EINVAL;
+	m.sz = 0;
+	ok &= dirtybatch_slot_update(ctx, &m) == -EINVAL;
+	/* an older caller's array: elements sz bytes apart */
+	for (int i = 0; i < 2; i++) {
+		struct dirtybatch_memslot e = MS(.slot = 10 + (uint32_t)i,
+			.guest_phys_addr = (uint64_t)i << 20, .npages = 8);
+
+		e.sz = sizeof(old[i]);
+		memcpy(old[i], &e, sizeof(old[i]));
+	}
+	ok &= dirtybatch_set_layout(ctx, (const void *)old, 2) == 0;
+	ok &= dirtybatch_add_pages(ctx, 11, 7, 1) == 0 && dirtybatch_pending(ctx) == 1;
+	/* elements must agree on their size */
+	{
+		struct dirtybatch_memslot two[2] = {
+			MS(.slot = 1, .npages = 1), MS(.slot = 2, .guest_phys_addr = 4096, .npages = 1) };
+
+		two[1].sz = 8;
+		ok &= dirtybatch_set_layout(ctx, two, 2) == -EINVAL;
+		ok &= dirtybatch_pending(ctx) == 1;
+	}
+	tap_ok(ok, "memslot sz: older accepted, larger with a zero tail, else -EINVAL/-E2BIG");
+	dirtybatch_close(ctx);
+}
+
+/* info, result and stats are written up to the caller's sz, no further. */
+static void test_out_sizes(void)
+{
+	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 100) };
+	struct tc *t = tc_new(false, 0, 0, d, 1);
+	struct { struct dirtybatch_info i; unsigned char tail[16]; } bi;
+	struct { struct dirtybatch_result r; unsigned char tail[16]; } br;
+	struct dirtybatch_stats st;
+	unsigned char raw[sizeof(struct dirtybatch_info)];
+	bool ok = true;
+
+	memset(&bi, 0xaa, sizeof(bi));
+	bi.i.sz = sizeof(bi);
+	ok &= dirtybatch_get_info(t->ctx, &bi.i) == 0;
+	ok &= bi.i.sz == sizeof(bi) && bi.i.page_size == 4096 && bi.i.nr_slots == 1;
+	for (size_t k = 0; k < sizeof(bi.tail); k++)
+		ok &= bi.tail[k] == 0;	/* unknown to the library: zeroed */
+	/* an older caller that knows only up to mode */
+	memset(raw, 0xaa, sizeof(raw));
+	((struct dirtybatch_info *)(void *)raw)->sz = db_test_offsetofend(struct dirtybatch_info, mode);
+	ok &= dirtybatch_get_info(t->ctx, (void *)raw) == 0;
+	for (size_t k = db_test_offsetofend(struct dirtybatch_info, mode); k < sizeof(raw); k++)
+		ok &= raw[k] == 0xaa;
+	((struct dirtybatch_info *)(void *)raw)->sz = 0;
+	ok &= dirtybatch_get_info(t->ctx, (void *)raw) == -EINVAL;
+
+	ok &= dirtybatch_add_pages(t->ctx, 1, 0, 3) == 0;
+	memset(&br, 0xaa, sizeof(br));
+	br.r.sz = 0;
+	ok &= dirtybatch_submit(t->ctx, &br.r) == -EINVAL && dirtybatch_pending(t->ctx) == 3;
+	br.r.sz = sizeof(br);
+	ok &= dirtybatch_submit(t->ctx, &br.r) == 3 && br.r.pages_requested == 3 &&
+	      br.r.sz == sizeof(br) && br.r.mode == DIRTYBATCH_MODE_FALLBACK;
+	for (size_t k = 0; k < sizeof(br.tail); k++)
+		ok &= br.tail[k] == 0;
+	memset(&st, 0xaa, sizeof(st));
+	st.sz = 0;
+	ok &= dirtybatch_get_stats(t->ctx, &st) == -EINVAL;
+	st.sz = sizeof(st);
+	ok &= dirtybatch_get_stats(t->ctx, &st) == 0 && st.sz == sizeof(st) && st.submits == 1;
+	tap_ok(ok, "info, result, stats: written up to sz, unknown tail zeroed, sz 0 -EINVAL");
+	tc_del(t);
+}
+
+/* A sandboxed VMM passes the module's device already open. */
+static void test_device_fd(void)
+{
+	struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_DEVICE_FD };
+	struct dirtybatch_info info = { .sz = sizeof(info) };
+	struct dirtybatch_ctx *ctx = NULL;
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	bool ok = fd >= 0;
+
+	/* /dev/null does not answer GET_INFO; the default path is absent */
+	o.device_fd = fd;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == 0;
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.mode == DIRTYBATCH_MODE_FALLBACK && info.fallback_reason == -ENOTTY;
+	dirtybatch_close(ctx);
+	ok &= fcntl(fd, F_GETFD) >= 0;	/* the caller's: not closed */
+	o.device_fd = -1;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EBADF && !ctx;
+	o.device_fd = fd;
+	o.device_path = "/dev/null";
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EINVAL;
+	close(fd);
+	tap_ok(ok, "opts.device_fd: used instead of a path, never closed; -EBADF, -EINVAL");
+}
+
+/* Backend order, forcing through opts and DIRTYBATCH_BACKEND. */
+static void test_backend_choice(void)
+{
+	struct dirtybatch_opts o = { .sz = sizeof(o), .device_path = "/nonexistent/kvm_dirtybatch" };
+	struct dirtybatch_info info = { .sz = sizeof(info) };
+	struct dirtybatch_ctx *ctx = NULL;
+	bool ok = true;
+
+	unsetenv("DIRTYBATCH_BACKEND");
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == 0;
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.mode == DIRTYBATCH_MODE_FALLBACK && info.fallback_reason == -ENOENT &&
+	      info.native_reason == -EOPNOTSUPP && info.backend == DIRTYBATCH_BACKEND_AUTO;
+	dirtybatch_close(ctx);
+	o.backend = DIRTYBATCH_BACKEND_NATIVE;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EOPNOTSUPP && !ctx;
+	o.backend = DIRTYBATCH_BACKEND_SHIM;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -ENOENT;
+	o.backend = DIRTYBATCH_BACKEND_FALLBACK + 1;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EINVAL;
+	o.backend = DIRTYBATCH_BACKEND_FALLBACK;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == 0;
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.fallback_reason == -ECANCELED && info.native_reason == -ECANCELED &&
+	      info.backend == DIRTYBATCH_BACKEND_FALLBACK;
+	ok &= dirtybatch_set_fallback(ctx, false) == DIRTYBATCH_MODE_FALLBACK;
+	dirtybatch_close(ctx);
+
+	o.backend = DIRTYBATCH_BACKEND_AUTO;
+	setenv("DIRTYBATCH_BACKEND", "fallback", 1);
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == 0;
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.backend == DIRTYBATCH_BACKEND_FALLBACK && info.fallback_reason == -ECANCELED;
+	dirtybatch_close(ctx);
+	setenv("DIRTYBATCH_BACKEND", "native", 1);
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EOPNOTSUPP;
+	o.backend = DIRTYBATCH_BACKEND_FALLBACK;	/* the caller's choice wins */
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == 0;
+	dirtybatch_close(ctx);
+	o.backend = DIRTYBATCH_BACKEND_AUTO;
+	setenv("DIRTYBATCH_BACKEND", "bogus", 1);
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EINVAL;
+	unsetenv("DIRTYBATCH_BACKEND");
+	tap_ok(ok, "backends: native, shim, fallback in order; forced by opts or "
+	       "DIRTYBATCH_BACKEND; native not yet available (-EOPNOTSUPP)");
+}
+
+/* A kernel whose batch ioctl went away after @ok_calls calls. */
+struct gone {
+	int err;
+	int ok_calls, batch_calls, log_calls;
+	uint64_t batch_pages, log_pages;
+};
+
+static uint64_t count_bits(const uint64_t *bm, uint64_t n)
+{
+	uint64_t c = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		c += bm[i / 64] >> (i % 64) & 1;
+	return c;
+}
+
+static int gone_clear_log(void *priv, int vm_fd, struct kvm_clear_dirty_log *log)
+{
+	struct gone *g = priv;
+
+	(void)vm_fd;
+	g->log_calls++;
+	g->log_pages += count_bits(log->dirty_bitmap, log->num_pages);
+	return 0;
+}
+
+static int gone_batch(void *priv, int dev_fd, struct kvm_dirtybatch_clear *c)
+{
+	struct gone *g = priv;
+
+	(void)dev_fd;
+	if (g->batch_calls++ >= g->ok_calls) {
+		c->error_index = c->count;
+		return g->err;
+	}
+	c->pages_cleared = 0;
+	for (uint32_t i = 0; i < c->count; i++) {
+		const struct kvm_dirtybatch_range *r = (const void *)
+			((const unsigned char *)(uintptr_t)c->ranges + (size_t)i * c->range_size);
+
+		c->pages_cleared += count_bits((const uint64_t *)(uintptr_t)r->dirty_bitmap,
+					       r->num_pages);
+	}
+	g->batch_pages += c->pages_cleared;
+	c->error_index = c->count;
+	return 0;
+}
+
+static const struct dirtybatch_backend gone_be = {
+	.clear_log = gone_clear_log,
+	.batch_clear = gone_batch,
+};
+
+static void test_demotion(void)
+{
+	static const int errs[] = { -ENOTTY, -EOPNOTSUPP, -EFAULT };
+	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 64 * 100) };
+	struct kvm_dirtybatch_info mi = { .abi_version = 1, .size = sizeof(mi),
+		.features = KVM_DIRTYBATCH_FEAT_CLEAR, .max_ranges = 2,
+		.range_size = 24, .max_bitmap_bytes = 1 << 20 };
+	bool ok = true;
+
+	for (int e = 0; e < 3; e++) {
+		struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_FALLBACK };
+		struct dirtybatch_result res = { .sz = sizeof(res) };
+		struct dirtybatch_info info = { .sz = sizeof(info) };
+		struct gone g = { .err = errs[e], .ok_calls = 1 };
+		struct dirtybatch_ctx *ctx;
+		int64_t r;
+
+		dirtybatch_open(FAKE_VM_FD, &o, &ctx);
+		dirtybatch__set_backend(ctx, &gone_be, &g, &mi);
+		dirtybatch_set_fallback(ctx, false);
+		ok &= dirtybatch_mode(ctx) == DIRTYBATCH_MODE_MODULE;
+		dirtybatch_set_layout(ctx, d, 1);
+		/* 5 ranges far apart: 3 calls of at most 2; the second fails */
+		for (uint64_t k = 0; k < 5; k++)
+			dirtybatch_add_pages(ctx, 1, k * 64 * 20, 3);
+		r = dirtybatch_submit(ctx, &res);
+		dirtybatch_get_info(ctx, &info);
+		if (errs[e] == -EFAULT) {
+			/* a real error: reported, the rest kept, no demotion */
+			ok &= r == -EFAULT && res.pages_pending == 9 &&
+			      dirtybatch_mode(ctx) == DIRTYBATCH_MODE_MODULE &&
+			      !(info.flags & DIRTYBATCH_INFO_DEMOTED);
+		} else {
+			ok &= r == 15 && g.batch_pages == 6 && g.log_pages == 9 &&
+			      (res.flags & DIRTYBATCH_RESULT_DEMOTED) &&
+			      !(res.flags & DIRTYBATCH_RESULT_CLEARED_EXACT) &&
+			      res.mode == DIRTYBATCH_MODE_FALLBACK && res.error == 0 &&
+			      !dirtybatch_has_pending(ctx);
+			ok &= dirtybatch_mode(ctx) == DIRTYBATCH_MODE_FALLBACK &&
+			      (info.flags & DIRTYBATCH_INFO_DEMOTED) &&
+			      !(info.flags & DIRTYBATCH_INFO_MODULE_PRESENT) &&
+			      info.fallback_reason == errs[e];
+			/* for the rest of the context's life */
+			ok &= dirtybatch_set_fallback(ctx, false) == DIRTYBATCH_MODE_FALLBACK;
+			dirtybatch_add_pages(ctx, 1, 0, 1);
+			ok &= dirtybatch_submit(ctx, &res) == 1 && g.batch_calls == 2 &&
+			      g.log_pages == 10;
+		}
+		dirtybatch_close(ctx);
+	}
+	tap_ok(ok, "a batch ioctl failing -ENOTTY/-EOPNOTSUPP falls back for that batch "
+	       "and for good; other errors are reported");
+}
+
+/* dirtybatch_has_pending() follows every way pages come and go. */
+static void test_has_pending(void)
+{
+	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 1000),
+		MS(.slot = 2, .guest_phys_addr = 1 << 30, .npages = 1000) };
+	struct tc *t = tc_new(false, 0, 0, d, 2);
+	uint64_t zero[2] = { 0, 0 };
+	bool ok = true;
+
+	ok &= !dirtybatch_has_pending(t->ctx) && !dirtybatch_has_pending(NULL);
+	ok &= dirtybatch_add_bitmap(t->ctx, 1, 0, 100, zero, 0) == 0;
+	ok &= !dirtybatch_has_pending(t->ctx);		/* no bit set */
+	ok &= qp(t, 1, 5, 1) == 0 && dirtybatch_has_pending(t->ctx);
+	ok &= dirtybatch_submit(t->ctx, NULL) == 1 && !dirtybatch_has_pending(t->ctx);
+	ok &= qp(t, 2, 999, 1) == 0 && dirtybatch_has_pending(t->ctx);
+	t->fail_at = t->calls;
+	t->fail_err = -EFAULT;
+	ok &= dirtybatch_submit(t->ctx, NULL) == -EFAULT && dirtybatch_has_pending(t->ctx);
+	t->fail_at = -1;
+	ok &= dirtybatch_discard(t->ctx) == 1 && !dirtybatch_has_pending(t->ctx);
+	ok &= qp(t, 2, 0, 1) == 0 && dirtybatch_slot_remove(t->ctx, 2) == 0 &&
+	      !dirtybatch_has_pending(t->ctx);
+	tap_ok(ok, "has_pending: after adds, empty adds, submits, failures, discards, removals");
+	tc_del(t);
+}
+
+static void test_slot_discard_version(void)
+{
+	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 1000),
+		MS(.slot = 2, .guest_phys_addr = 1 << 30, .npages = 1000) };
+	struct tc *t = tc_new(false, 0, 0, d, 2);
+	struct dirtybatch_stats st = { .sz = sizeof(st) };
+	bool ok = true;
+
+	ok &= dirtybatch_version() == DIRTYBATCH_VERSION_CODE &&
+	      dirtybatch_version() >> 16 == 1 && (dirtybatch_version() >> 8 & 0xff) >= 1;
+	dirtybatch_add_pages(t->ctx, 1, 0, 10);
+	dirtybatch_add_pages(t->ctx, 2, 500, 20);
+	ok &= dirtybatch_slot_discard(t->ctx, 2) == 20;
+	ok &= dirtybatch_slot_discard(t->ctx, 2) == 0;
+	ok &= dirtybatch_slot_discard(t->ctx, 3) == -ENOENT;
+	ok &= dirtybatch_slot_discard(NULL, 1) == -EINVAL;
+	ok &= dirtybatch_pending(t->ctx) == 10;
+	t->nrec = 0;
+	ok &= dirtybatch_submit(t->ctx, NULL) == 10 && t->nrec == 1 && t->recs[0].slot == 1;
+	dirtybatch_get_stats(t->ctx, &st);
+	ok &= st.pages_discarded == 20;
+	ok &= dirtybatch_slot_discard(t->ctx, 1) == 0 && !dirtybatch_has_pending(t->ctx);
+	tap_ok(ok, "dirtybatch_version(), dirtybatch_slot_discard()");
+	tc_del(t);
+}
+
+#ifdef DB_WRAP_MALLOC
+/*
+ * One memslot update with 512 memslots costs no more memory traffic than
+ * with 1: no table rebuild.  Replacing updates of the same memslot
+ * allocate the new entry's buffers only.
+ */
+static uint64_t update_bytes(struct dirtybatch_ctx *ctx, unsigned int n, uint64_t *ns)
+{
+	struct dirtybatch_memslot m;
+	struct timespec t0, t1;
+	uint64_t before;
+
+	for (unsigned int i = 0; i < n; i++) {
+		m = MS(.slot = i, .guest_phys_addr = (uint64_t)i << 30, .npages = 256);
+		if (dirtybatch_slot_update(ctx, &m))
+			return UINT64_MAX;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	before = alloc_bytes;
+	for (unsigned int g = 1; g <= 8; g++) {
+		for (unsigned int i = 0; i < n; i++) {
+			m = MS(.slot = i, .guest_phys_addr = (uint64_t)i << 30, .npages = 256,
+			       .generation = g);
+			if (dirtybatch_slot_update(ctx, &m))
+				return UINT64_MAX;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	*ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) /
+		(8 * n);
+	return (alloc_bytes - before) / (8 * n);
+}
+
+static void test_layout_scaling(void)
+{
+	struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_FALLBACK,
+				     .page_size = 4096 };
+	uint64_t b1, b512, ns1, ns512;
+	struct dirtybatch_ctx *ctx;
+
+	dirtybatch_open(FAKE_VM_FD, &o, &ctx);
+	b1 = update_bytes(ctx, 1, &ns1);
+	dirtybatch_close(ctx);
+	dirtybatch_open(FAKE_VM_FD, &o, &ctx);
+	b512 = update_bytes(ctx, 512, &ns512);
+	dirtybatch_close(ctx);
+	tap_diag("slot_update replacing a memslot: %" PRIu64 " bytes allocated with 1 memslot, %"
+		 PRIu64 " with 512 (%" PRIu64 " / %" PRIu64 " ns, for information)",
+		 b1, b512, ns1, ns512);
+	tap_ok(b1 != UINT64_MAX && b512 == b1,
+	       "a memslot update allocates as much with 512 memslots as with 1 (no rebuild)");
+}
+#endif
+
 int main(void)
 {
 	const char *e;
 	uint64_t seed = 0x5eed2024ULL, cases = 100000, failures = 0, i;
 	char why[512];
-	int plan = 18;
+	int plan = 26;
 
 #ifdef DB_WRAP_MALLOC
-	plan++;
+	plan += 2;
 #endif
 	e = getenv("DIRTYBATCH_TEST_SEED");
 	if (e)
@@ -1911,6 +2340,17 @@ int main(void)
 	test_sparse_big_slot();
 #ifdef DB_WRAP_MALLOC
 	test_no_alloc();
+#endif
+	test_memslot_identity();
+	test_memslot_sizes();
+	test_out_sizes();
+	test_device_fd();
+	test_backend_choice();
+	test_demotion();
+	test_has_pending();
+	test_slot_discard_version();
+#ifdef DB_WRAP_MALLOC
+	test_layout_scaling();
 #endif
 
 	tap_diag("randomized: seed %#" PRIx64 ", %" PRIu64 " cases", seed, cases);
