@@ -799,7 +799,7 @@ int main(void)
 	       "fallback: a re-created memslot keeps its dirty bits, queued clears dropped %s",
 	       why);
 #else
-	tap_plan(8);
+	tap_plan(9);
 	tap_diag("seed %#" PRIx64 " (DIRTYBATCH_TEST_SEED)", seed);
 	kvm = have_kvm(why, sizeof(why));
 	if (kvm && access("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, F_OK)) {
@@ -815,6 +815,7 @@ int main(void)
 		tap_skip(why, "fallback: vCPU writing meanwhile, no dirty page lost");
 		tap_skip(why, "module and fallback leave identical dirty state");
 		tap_skip(why, "module: re-created memslot");
+		tap_skip(why, "module through the caller's descriptor");
 		return tap_exit_code();
 	}
 	{
@@ -853,6 +854,21 @@ int main(void)
 	tap_ok(test_recreated_memslot(true, why, sizeof(why)),
 	       "module: a re-created memslot keeps its dirty bits, queued clears dropped %s",
 	       why);
+	{
+		/* a sandboxed VMM: the device opened before, passed as a descriptor */
+		int fd = open("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, O_RDWR | O_CLOEXEC);
+		struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_DEVICE_FD,
+					     .device_fd = fd };
+		struct dirtybatch_ctx *ctx = NULL;
+		bool ok = fd >= 0 && !dirtybatch_open(0, &o, &ctx) &&
+			  dirtybatch_mode(ctx) == DIRTYBATCH_MODE_MODULE;
+
+		dirtybatch_close(ctx);
+		ok &= fd >= 0 && fcntl(fd, F_GETFD) >= 0;	/* still the caller's */
+		if (fd >= 0)
+			close(fd);
+		tap_ok(ok, "module through the caller's descriptor (DIRTYBATCH_OPEN_DEVICE_FD)");
+	}
 #endif
 	return tap_exit_code();
 }
