@@ -64,13 +64,14 @@ manifest() { # prefix udev-rules-dir libversion
 	echo "f 644 $udev/60-kvm-dirtybatch.rules"
 }
 
-# Installed file -> the tree's file it must be a copy of.
-sources() { # prefix udev-rules-dir
+# Installed file -> the tree's file it must be a copy of (the man pages:
+# with the library's version for @VERSION@, made into $3).
+sources() { # prefix udev-rules-dir man-dir
 	local p=$1 m
 	echo "$p/include/dirtybatch.h userspace/lib/dirtybatch.h"
 	echo "$p/include/linux/kvm_dirtybatch.h include/uapi/linux/kvm_dirtybatch.h"
 	for m in userspace/man/*.3; do
-		echo "$p/share/man/man3/${m##*/} $m"
+		echo "$p/share/man/man3/${m##*/} $3/${m##*/}"
 	done
 	echo "$p/share/doc/kvm-dirtybatch/examples/modules-load.d/kvm_dirtybatch.conf" \
 		"module/modules-load.d/kvm_dirtybatch.conf"
@@ -103,9 +104,13 @@ one_prefix() { # prefix (empty: the Makefile's default) expected-prefix expected
 	fi
 
 	bad=
+	mkdir -p "$tmp/man"
+	for f in userspace/man/*.3; do
+		sed "s/@VERSION@/$v/g" "$f" >"$tmp/man/${f##*/}"
+	done
 	while read -r f src; do
 		cmp -s "$dest$f" "$src" || bad+=" $f"
-	done < <(sources "$p" "$udev")
+	done < <(sources "$p" "$udev" "$tmp/man")
 	[ -L "$dest$p/lib/libdirtybatch.so" ] &&
 		[ "$(readelf -d "$dest$p/lib/libdirtybatch.so" 2>/dev/null |
 			sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')" = "libdirtybatch.so.${v%%.*}" ] ||

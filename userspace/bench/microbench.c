@@ -9,6 +9,11 @@
  * Printed per workload and per mode: pages/s, ns per add call (run), ns per
  * range built.
  *
+ * Part 1 ends with the memslot table: slot_update (new memslots, then
+ * replacing each one with a new generation), slot_remove and set_layout
+ * with 8, 64 and 512 memslots of 128 MiB (virtio-mem's block size), per
+ * call, best of 3, the new memslots' bitmaps included.
+ *
  * Part 2, first round, against KVM (when /dev/kvm works): the same batches
  * cleared for real, with the dirty bits set again between iterations
  * (dirty logging toggled off and on, KVM_DIRTY_LOG_INITIALLY_SET), to put
@@ -30,6 +35,7 @@
  * Times are the best of many repetitions of the same batch (robust to
  * preemption on a busy machine).  No assertions: it prints numbers.
  * DIRTYBATCH_BENCH_MS sets the time per measurement (default 300 ms),
+ * DIRTYBATCH_BENCH_PARTS which parts run (digits, default "123"),
  * DIRTYBATCH_BENCH_STEADY_SHIFT the size of part 3's memslots (2^N pages,
  * 10 <= N <= 18, default 18).
  */
@@ -258,8 +264,8 @@ static struct dirtybatch_ctx *bench_ctx(int vm_fd, bool module, bool null)
 	struct dirtybatch_opts o = { .sz = sizeof(o), .page_size = PS,
 				     .flags = module ? 0 : DIRTYBATCH_OPEN_FALLBACK };
 	struct dirtybatch_memslot d[2] = {
-		{ .slot = SLOT_A, .guest_phys_addr = BASE, .npages = A_PAGES },
-		{ .slot = SLOT_B, .guest_phys_addr = BASE + A_PAGES * PS, .npages = B_PAGES },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = SLOT_A, .guest_phys_addr = BASE, .npages = A_PAGES },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = SLOT_B, .guest_phys_addr = BASE + A_PAGES * PS, .npages = B_PAGES },
 	};
 	struct dirtybatch_ctx *ctx;
 
@@ -286,7 +292,7 @@ struct meas {
 static void measure(struct dirtybatch_ctx *ctx, const struct work *w, uint64_t *bm,
 		    struct meas *m)
 {
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	double t0, t1, t2, spent = 0;
 
 	/* warm up (faults in the bitmaps) */
@@ -313,6 +319,69 @@ static void measure(struct dirtybatch_ctx *ctx, const struct work *w, uint64_t *
 		m->ioctls = res.ioctls;
 		m->calls = calls;
 	} while (spent < bench_ms * 1e6);
+}
+
+/* Best of 3: @what (0 new, 1 replace, 2 remove, 3 set_layout) for @n memslots. */
+static double layout_time(unsigned int n, int what)
+{
+	struct dirtybatch_opts o = { .sz = sizeof(o), .page_size = PS,
+				     .flags = DIRTYBATCH_OPEN_FALLBACK };
+	struct dirtybatch_memslot *d = calloc(n, sizeof(*d));
+	double best = 1e300;
+
+	if (!d)
+		exit(1);
+	for (int rep = 0; rep < 3; rep++) {
+		struct dirtybatch_ctx *ctx;
+		double t0 = 0, t1 = 0;
+
+		if (dirtybatch_open(0, &o, &ctx))
+			exit(1);
+		for (unsigned int i = 0; i < n; i++)
+			d[i] = (struct dirtybatch_memslot){ .sz = sizeof(d[i]),
+				.slot = i, .guest_phys_addr = (1ULL << 32) + ((uint64_t)i << 27),
+				.npages = (1 << 27) / PS, .userspace_addr = (uint64_t)i << 40 };
+		if (what == 3) {
+			t0 = now_ns();
+			dirtybatch_set_layout(ctx, d, n);
+			t1 = now_ns();
+		} else {
+			t0 = now_ns();
+			for (unsigned int i = 0; i < n; i++)
+				dirtybatch_slot_update(ctx, &d[i]);
+			t1 = now_ns();
+		}
+		if (what == 1) {
+			t0 = now_ns();
+			for (unsigned int i = 0; i < n; i++) {
+				d[i].generation++;
+				dirtybatch_slot_update(ctx, &d[i]);
+			}
+			t1 = now_ns();
+		} else if (what == 2) {
+			t0 = now_ns();
+			for (unsigned int i = 0; i < n; i++)
+				dirtybatch_slot_remove(ctx, i);
+			t1 = now_ns();
+		}
+		dirtybatch_close(ctx);
+		if (t1 - t0 < best)
+			best = t1 - t0;
+	}
+	free(d);
+	return what == 3 ? best : best / n;
+}
+
+static void layout_table(void)
+{
+	static const unsigned int ns[] = { 8, 64, 512 };
+
+	printf("\n== memslot table (128 MiB memslots; their bitmaps' allocation included)\n");
+	printf("%-10s %18s %18s %18s %16s\n", "memslots", "ns/slot_update new",
+	       "ns/update replace", "ns/slot_remove", "ns/set_layout");
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++)
+		printf("%-10u %18.0f %18.0f %18.0f %16.0f\n", ns[i], layout_time(ns[i], 0),
+		       layout_time(ns[i], 1), layout_time(ns[i], 2), layout_time(ns[i], 3));
 }
 
 static void part1(uint64_t *bm)
@@ -357,7 +426,7 @@ static void share_table(int vm_fd, bool module, uint64_t *bm,
 	for (size_t i = 0; i < sizeof(works) / sizeof(works[0]); i++) {
 		struct dirtybatch_ctx *lib = bench_ctx(vm_fd, module, true);
 		struct dirtybatch_ctx *real = bench_ctx(vm_fd, module, false);
-		struct dirtybatch_result res;
+		struct dirtybatch_result res = { .sz = sizeof(res) };
 		struct meas m;
 		double t_real = 0, best = 1e300, t0, t, start = now_ns();
 		uint64_t iters = 0, ioctls = 0;
@@ -539,9 +608,17 @@ int main(void)
 		bm[i] = rnd();	/* ~50% of bits set */
 	printf("libdirtybatch microbenchmark: pages/s and ns per run (add call) of the\n"
 	       "library's own work; 'share' = library time / kernel time, same batch.\n\n");
-	part1(bm);
-	part2(bm);
-	part3(bm);
+	s = getenv("DIRTYBATCH_BENCH_PARTS");
+	if (!s)
+		s = "123";
+	if (strchr(s, '1')) {
+		part1(bm);
+		layout_table();
+	}
+	if (strchr(s, '2'))
+		part2(bm);
+	if (strchr(s, '3'))
+		part3(bm);
 	printf("\nlibrary share of the kernel's clear time, largest (target < 5%%):\n");
 	summary("steady state", &worst_steady);
 	summary("first round", &worst_first);

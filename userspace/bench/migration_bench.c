@@ -827,7 +827,7 @@ static uint64_t do_floor(uint64_t *pages)
 
 static uint64_t do_library(uint64_t *pages, bool *exact)
 {
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	unsigned int i;
 	int64_t r;
 
@@ -1508,7 +1508,7 @@ int main(int argc, char **argv)
 		struct bslot *s = &slots[i];
 
 		s->hva = vm_add_slot(vm, s->id, s->gpa, s->npages, KVM_MEM_LOG_DIRTY_PAGES);
-		ml[i] = (struct dirtybatch_memslot){ .slot = s->id,
+		ml[i] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = s->id,
 			.guest_phys_addr = s->gpa, .npages = s->npages };
 		slots_with_runs += !!s->nruns;
 	}

@@ -50,8 +50,8 @@ int main(void)
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 };
 	struct dirtybatch_memslot layout[NSLOTS];
 	struct dirtybatch_ctx *db;
-	struct dirtybatch_result res;
-	struct dirtybatch_info info;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
+	struct dirtybatch_info info = { .sz = sizeof(info) };
 	int kvm, vm, err, i;
 	int64_t n;
 
@@ -83,6 +83,7 @@ int main(void)
 		if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r))
 			return die("KVM_SET_USER_MEMORY_REGION");
 		layout[i] = (struct dirtybatch_memslot){
+			.sz = sizeof(struct dirtybatch_memslot),
 			.slot = DIRTYBATCH_SLOT(0, ms[i].slot),
 			.guest_phys_addr = ms[i].gpa, .npages = ms[i].npages,
 		};

@@ -53,6 +53,7 @@ struct tslot {
 	uint32_t slot;			/* as_id << 16 | id */
 	uint64_t gpa, npages;
 	uint8_t *hva;
+	uint64_t generation;		/* bumped when created again */
 };
 
 struct tvm {
@@ -141,8 +142,11 @@ static int tvm_layout(struct tvm *t, struct dirtybatch_ctx *ctx)
 	struct dirtybatch_memslot d[MAX_TSLOTS];
 
 	for (int i = 0; i < t->n; i++)
-		d[i] = (struct dirtybatch_memslot){ .slot = t->s[i].slot,
-			.guest_phys_addr = t->s[i].gpa, .npages = t->s[i].npages };
+		d[i] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot),
+			.slot = t->s[i].slot, .guest_phys_addr = t->s[i].gpa,
+			.npages = t->s[i].npages,
+			.userspace_addr = (uint64_t)(uintptr_t)t->s[i].hva,
+			.generation = t->s[i].generation };
 	return dirtybatch_set_layout(ctx, d, (unsigned int)t->n);
 }
 
@@ -293,7 +297,7 @@ static int open_ctx(struct tvm *t, bool module, struct dirtybatch_ctx **ctx,
 		return r;
 	}
 	if (dirtybatch_mode(*ctx) != (module ? DIRTYBATCH_MODE_MODULE : DIRTYBATCH_MODE_FALLBACK)) {
-		struct dirtybatch_info info;
+		struct dirtybatch_info info = { .sz = sizeof(info) };
 
 		dirtybatch_get_info(*ctx, &info);
 		snprintf(why, wl, "mode %d, fallback reason %d", dirtybatch_mode(*ctx),
@@ -314,7 +318,7 @@ static bool test_random_clears(bool module, int rounds, char *why, size_t wl)
 {
 	struct tvm t;
 	struct dirtybatch_ctx *ctx;
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	uint64_t total_req = 0, total_ioctls = 0, total_ranges = 0;
 	bool ok = false;
 
@@ -382,7 +386,7 @@ static bool test_error_path(bool module, char *why, size_t wl)
 {
 	struct tvm t;
 	struct dirtybatch_ctx *ctx;
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t got;
 	bool ok = false;
 
@@ -436,6 +440,66 @@ out_vm:
 	return ok;
 }
 
+/*
+ * A memslot deleted and created again with the same geometry: what was
+ * queued for the old one must not be cleared on the new one, whose pages
+ * KVM_DIRTY_LOG_INITIALLY_SET reports all dirty and nobody fetched yet.
+ */
+static bool test_recreated_memslot(bool module, char *why, size_t wl)
+{
+	struct tvm t;
+	struct dirtybatch_ctx *ctx;
+	struct dirtybatch_memslot m;
+	struct tslot old;
+	int64_t got;
+	bool ok = false;
+	int i;
+
+	tvm_create(&t);
+	if (open_ctx(&t, module, &ctx, why, wl))
+		goto out_vm;
+	for (i = 0; i < t.n && t.s[i].slot != 6; i++)
+		;
+	old = t.s[i];
+	if (dirtybatch_add_pages(ctx, 1, 0, 10) || dirtybatch_add_pages(ctx, 6, 0, 100)) {
+		snprintf(why, wl, "add failed");
+		goto out;
+	}
+	/* the VMM re-creates memslot 6 and tells the library */
+	tvm_delete(&t, 6);
+	tvm_add(&t, 6, old.gpa, old.npages);
+	i = t.n - 1;
+	t.s[i].generation = old.generation + 1;
+	t.dirty[i] = malloc(t.s[i].npages);
+	t.req[i] = calloc(t.s[i].npages, 1);
+	t.last_clear[i] = calloc(t.s[i].npages, sizeof(uint32_t));
+	if (!t.dirty[i] || !t.req[i] || !t.last_clear[i])
+		abort();
+	memset(t.dirty[i], 1, t.s[i].npages);	/* INITIALLY_SET, never fetched */
+	m = (struct dirtybatch_memslot){ .sz = sizeof(m), .slot = 6, .guest_phys_addr = old.gpa,
+		.npages = old.npages, .userspace_addr = (uint64_t)(uintptr_t)t.s[i].hva,
+		.generation = t.s[i].generation };
+	if (dirtybatch_slot_update(ctx, &m) || dirtybatch_pending(ctx) != 10) {
+		snprintf(why, wl, "slot_update: pending %" PRIu64 ", want 10",
+			 dirtybatch_pending(ctx));
+		goto out;
+	}
+	got = dirtybatch_submit(ctx, NULL);
+	if (got != 10) {
+		snprintf(why, wl, "submit returned %" PRId64, got);
+		goto out;
+	}
+	memset(t.dirty[0], 0, 10);	/* slot 1 pages 0..9 */
+	if (tvm_compare(&t, why, wl))
+		goto out;
+	ok = true;
+out:
+	dirtybatch_close(ctx);
+out_vm:
+	tvm_destroy(&t);
+	return ok;
+}
+
 static void sleep_us(long us)
 {
 	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
@@ -470,7 +534,7 @@ static bool test_vcpu(bool module, int rounds, char *why, size_t wl)
 {
 	struct tvm t;
 	struct dirtybatch_ctx *ctx;
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	static uint64_t bm[(8192 + 63) / 64 + 4];
 	static uint64_t list[4096];
 	uint64_t lost = 0, redirtied = 0, cleared_total = 0;
@@ -693,7 +757,7 @@ int main(void)
 
 	rng_state = seed;
 #ifdef DB_KVM_HOST
-	tap_plan(5);
+	tap_plan(6);
 	tap_diag("seed %#" PRIx64 " (DIRTYBATCH_TEST_SEED)", seed);
 	kvm = have_kvm(why, sizeof(why));
 	if (!kvm) {
@@ -702,6 +766,7 @@ int main(void)
 		tap_skip(why, "fallback: vCPU writing meanwhile, no dirty page lost");
 		tap_skip(why, "fallback: second vCPU run");
 		tap_skip(why, "detection without the module");
+		tap_skip(why, "fallback: re-created memslot");
 		return tap_exit_code();
 	}
 	tap_ok(test_random_clears(false, 300, why, sizeof(why)),
@@ -717,7 +782,7 @@ int main(void)
 	       "fallback: second vCPU run, other seed %s", why);
 	{
 		struct dirtybatch_ctx *ctx;
-		struct dirtybatch_info info;
+		struct dirtybatch_info info = { .sz = sizeof(info) };
 		bool ok = !dirtybatch_open(0, NULL, &ctx) && !dirtybatch_get_info(ctx, &info);
 		bool dev = access("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, F_OK) == 0;
 
@@ -729,8 +794,12 @@ int main(void)
 		tap_ok(ok, "detection without the module: fallback, reason -ENOENT");
 		dirtybatch_close(ctx);
 	}
+	why[0] = 0;
+	tap_ok(test_recreated_memslot(false, why, sizeof(why)),
+	       "fallback: a re-created memslot keeps its dirty bits, queued clears dropped %s",
+	       why);
 #else
-	tap_plan(7);
+	tap_plan(9);
 	tap_diag("seed %#" PRIx64 " (DIRTYBATCH_TEST_SEED)", seed);
 	kvm = have_kvm(why, sizeof(why));
 	if (kvm && access("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, F_OK)) {
@@ -745,11 +814,13 @@ int main(void)
 		tap_skip(why, "fallback: random clears match KVM_GET_DIRTY_LOG");
 		tap_skip(why, "fallback: vCPU writing meanwhile, no dirty page lost");
 		tap_skip(why, "module and fallback leave identical dirty state");
+		tap_skip(why, "module: re-created memslot");
+		tap_skip(why, "module through the caller's descriptor");
 		return tap_exit_code();
 	}
 	{
 		struct dirtybatch_ctx *ctx;
-		struct dirtybatch_info info;
+		struct dirtybatch_info info = { .sz = sizeof(info) };
 		bool ok = !dirtybatch_open(0, NULL, &ctx) && !dirtybatch_get_info(ctx, &info);
 
 		tap_diag("module: abi %u features %#" PRIx64 " max_ranges %u max_bitmap_bytes %u, "
@@ -779,6 +850,25 @@ int main(void)
 	why[0] = 0;
 	tap_ok(test_equivalence(300, why, sizeof(why)),
 	       "module and fallback leave identical dirty state for identical input %s", why);
+	why[0] = 0;
+	tap_ok(test_recreated_memslot(true, why, sizeof(why)),
+	       "module: a re-created memslot keeps its dirty bits, queued clears dropped %s",
+	       why);
+	{
+		/* a sandboxed VMM: the device opened before, passed as a descriptor */
+		int fd = open("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, O_RDWR | O_CLOEXEC);
+		struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_DEVICE_FD,
+					     .device_fd = fd };
+		struct dirtybatch_ctx *ctx = NULL;
+		bool ok = fd >= 0 && !dirtybatch_open(0, &o, &ctx) &&
+			  dirtybatch_mode(ctx) == DIRTYBATCH_MODE_MODULE;
+
+		dirtybatch_close(ctx);
+		ok &= fd >= 0 && fcntl(fd, F_GETFD) >= 0;	/* still the caller's */
+		if (fd >= 0)
+			close(fd);
+		tap_ok(ok, "module through the caller's descriptor (DIRTYBATCH_OPEN_DEVICE_FD)");
+	}
 #endif
 	return tap_exit_code();
 }

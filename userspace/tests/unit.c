@@ -22,13 +22,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include "dirtybatch_internal.h"
 #include "rng.h"
 #include "tap.h"
 
 #define FAKE_VM_FD	1000
+#define db_test_offsetofend(type, member) \
+	(offsetof(type, member) + sizeof(((type *)0)->member))
 #define MAXS		12
 
 /* ------------------------------------------------------------------ */
@@ -39,19 +43,23 @@ void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t m);
 void *__real_realloc(void *p, size_t n);
 static unsigned long allocs;
+static uint64_t alloc_bytes;
 void *__wrap_malloc(size_t n)
 {
 	allocs++;
+	alloc_bytes += n;
 	return __real_malloc(n);
 }
 void *__wrap_calloc(size_t n, size_t m)
 {
 	allocs++;
+	alloc_bytes += (uint64_t)n * m;
 	return __real_calloc(n, m);
 }
 void *__wrap_realloc(void *p, size_t n)
 {
 	allocs++;
+	alloc_bytes += n;
 	return __real_realloc(p, n);
 }
 #endif
@@ -455,7 +463,7 @@ static void model_install(struct tc *t, const struct dirtybatch_memslot *d, int 
 static int layout_desc(const struct tc *t, struct dirtybatch_memslot *d)
 {
 	for (int i = 0; i < t->n; i++)
-		d[i] = (struct dirtybatch_memslot){ .slot = t->s[i].slot,
+		d[i] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = t->s[i].slot,
 			.guest_phys_addr = t->s[i].gpa, .npages = t->s[i].npages };
 	return t->n;
 }
@@ -543,7 +551,7 @@ static void check_pending(struct tc *t, const char *what)
 
 static void do_submit(struct tc *t, bool inject)
 {
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	struct rec *exp;
 	size_t nexp, i, napplied = 0;
 	bool module = module_mode(t);
@@ -1026,7 +1034,7 @@ static int rnd_layout(struct tc *t, struct dirtybatch_memslot *d, int n)
 			gpa = cursor[as];
 			cursor[as] += np * t->ps;
 		}
-		d[k++] = (struct dirtybatch_memslot){ .slot = slot,
+		d[k++] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = slot,
 			.guest_phys_addr = gpa, .npages = np };
 	}
 	/* shuffle */
@@ -1060,7 +1068,7 @@ static void op_layout(struct tc *t)
 			n = 0;
 			for (int i = 0; i < t->n; i++)
 				if (t->s[i].slot != slot)
-					d[n++] = (struct dirtybatch_memslot){ .slot = t->s[i].slot,
+					d[n++] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = t->s[i].slot,
 						.guest_phys_addr = t->s[i].gpa, .npages = t->s[i].npages };
 			model_install(t, d, n);
 		}
@@ -1073,7 +1081,7 @@ static void op_layout(struct tc *t)
 		if (n && rndn(4)) {
 			struct mslot *m = &t->s[rndn(t->n)];
 
-			u = (struct dirtybatch_memslot){ .slot = m->slot,
+			u = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = m->slot,
 				.guest_phys_addr = m->gpa, .npages = m->npages };
 			switch (rndn(4)) {
 			case 0: break;
@@ -1082,7 +1090,7 @@ static void op_layout(struct tc *t)
 			default: break;
 			}
 		} else {
-			u = (struct dirtybatch_memslot){ .slot = rnd_unknown_slot(t),
+			u = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = rnd_unknown_slot(t),
 				.guest_phys_addr = rndn(5000) * t->ps, .npages = rnd_npages() };
 		}
 		switch (rndn(12)) {
@@ -1116,7 +1124,7 @@ static void op_layout(struct tc *t)
 		for (int i = 0; i < keep && i < n; i++) {
 			struct mslot *m = &t->s[rndn(t->n)];
 
-			d[i] = (struct dirtybatch_memslot){ .slot = m->slot,
+			d[i] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = m->slot,
 				.guest_phys_addr = m->gpa, .npages = m->npages };
 		}
 		if (rndn(6) == 0 && n > 1)
@@ -1179,11 +1187,12 @@ static bool run_case(uint64_t seed, char *why, size_t whylen)
 	struct tc t;
 	struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_FALLBACK };
 	struct dirtybatch_memslot d[MAXS];
-	struct dirtybatch_stats st;
+	struct dirtybatch_stats st = { .sz = sizeof(st) };
 	static const unsigned int shifts[] = { 12, 12, 12, 12, 12, 9, 16, 21 };
 	int n, nops, err;
 
 	memset(&t, 0, sizeof(t));
+	t.est.sz = sizeof(t.est);
 	rng_state = seed;
 	t.shift = shifts[rndn(8)];
 	t.ps = 1ULL << t.shift;
@@ -1391,9 +1400,9 @@ static bool recs_equal(struct tc *t, const struct rec *e, size_t n)
 static void test_tail_rule(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 100 },
-		{ .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 128 },
-		{ .slot = 3, .guest_phys_addr = 0x100000000ULL, .npages = 200 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 0, .npages = 100 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 128 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 3, .guest_phys_addr = 0x100000000ULL, .npages = 200 },
 	};
 	struct tc *t = tc_new(false, 0, 0, d, 3);
 	const struct rec e[] = {
@@ -1419,10 +1428,10 @@ static void test_fallback_gap(void)
 {
 	const uint64_t g = DB_FALLBACK_GAP_WORDS;
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 4, .guest_phys_addr = 0, .npages = 64 * (3 * g + 10) },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 4, .guest_phys_addr = 0, .npages = 64 * (3 * g + 10) },
 	};
 	struct tc *t = tc_new(false, 0, 0, d, 1);
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	/* words 0 and g + 1 (g zero words apart): one call; word 2g + 3
 	 * (g + 1 zero words after): a second one */
 	const struct rec e[] = {
@@ -1446,10 +1455,10 @@ static void test_fallback_gap(void)
 static void test_merge(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 5, .guest_phys_addr = 0x10000, .npages = 1000 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 5, .guest_phys_addr = 0x10000, .npages = 1000 },
 	};
 	struct tc *t = tc_new(false, 0, 0, d, 1);
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t r;
 
 	qp(t, 5, 0, 10);
@@ -1468,10 +1477,10 @@ static void test_gpa_split(void)
 {
 	/* three adjacent slots, one in another address space at the same gpa */
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 0, .guest_phys_addr = 0, .npages = 70 },
-		{ .slot = 1, .guest_phys_addr = 70 * 4096, .npages = 10 },
-		{ .slot = 2, .guest_phys_addr = 80 * 4096, .npages = 300 },
-		{ .slot = DIRTYBATCH_SLOT(1, 0), .guest_phys_addr = 0, .npages = 500 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 0, .guest_phys_addr = 0, .npages = 70 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 70 * 4096, .npages = 10 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 2, .guest_phys_addr = 80 * 4096, .npages = 300 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = DIRTYBATCH_SLOT(1, 0), .guest_phys_addr = 0, .npages = 500 },
 	};
 	struct tc *t = tc_new(true, 65536, 1 << 20, d, 4);
 	const struct rec e[] = {
@@ -1495,10 +1504,10 @@ static void test_gpa_split(void)
 static void test_module_limits(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 9, .guest_phys_addr = 0, .npages = 64 * 20 + 7 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 9, .guest_phys_addr = 0, .npages = 64 * 20 + 7 },
 	};
 	struct tc *t = tc_new(true, 3, 24, d, 1);	/* 3 ranges, 3 words */
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t r;
 
 	/* one run of 10 words + the tail word, then 4 single-word runs */
@@ -1524,13 +1533,13 @@ static void test_module_limits(void)
 static void test_error_path(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 64 * 4 * DB_FALLBACK_GAP_WORDS },
-		{ .slot = 2, .guest_phys_addr = 1ULL << 34, .npages = 1000 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 0, .npages = 64 * 4 * DB_FALLBACK_GAP_WORDS },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 2, .guest_phys_addr = 1ULL << 34, .npages = 1000 },
 	};
 	/* three pages in words too far apart to share a call */
 	const uint64_t far = 64 * (DB_FALLBACK_GAP_WORDS + 2);
 	struct tc *t = tc_new(false, 0, 0, d, 2);
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t r;
 	bool ok1, ok2;
 
@@ -1560,16 +1569,16 @@ static void test_error_path(void)
 static void test_layout_changes(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 100 },
-		{ .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 100 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 0, .npages = 100 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 100 },
 	};
 	struct dirtybatch_memslot bad[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 100 },
-		{ .slot = 3, .guest_phys_addr = 50 * 4096, .npages = 100 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 0, .npages = 100 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 3, .guest_phys_addr = 50 * 4096, .npages = 100 },
 	};
 	struct tc *t = tc_new(false, 0, 0, d, 2);
-	struct dirtybatch_memslot u = { .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 200 };
-	struct dirtybatch_stats st;
+	struct dirtybatch_memslot u = { .sz = sizeof(u), .slot = 2, .guest_phys_addr = 100 * 4096, .npages = 200 };
+	struct dirtybatch_stats st = { .sz = sizeof(st) };
 	bool ok = true;
 
 	dirtybatch_add_pages(t->ctx, 1, 0, 10);
@@ -1601,7 +1610,7 @@ static void test_layout_errors(void)
 	bool ok = true;
 
 	dirtybatch_open(FAKE_VM_FD, &o, &ctx);
-	d = (struct dirtybatch_memslot){ .slot = 1, .guest_phys_addr = 4096, .npages = 0 };
+	d = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 4096, .npages = 0 };
 	ok &= dirtybatch_slot_update(ctx, &d) == -EINVAL;
 	d.npages = DIRTYBATCH_MAX_SLOT_PAGES + 1;
 	ok &= dirtybatch_slot_update(ctx, &d) == -EINVAL;
@@ -1628,7 +1637,7 @@ static void test_open_detection(void)
 {
 	struct dirtybatch_ctx *ctx = NULL;
 	struct dirtybatch_opts o = { .sz = sizeof(o), .device_path = "/nonexistent/kvm_dirtybatch" };
-	struct dirtybatch_info info;
+	struct dirtybatch_info info = { .sz = sizeof(info) };
 	bool ok = true;
 	int r;
 
@@ -1715,9 +1724,9 @@ static void test_open_detection(void)
 
 static void test_empty_submit(void)
 {
-	struct dirtybatch_memslot d[] = { { .slot = 1, .npages = 10 } };
+	struct dirtybatch_memslot d[] = { { .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .npages = 10 } };
 	struct tc *t = tc_new(true, 16, 4096, d, 1);
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t r = dirtybatch_submit(t->ctx, &res);
 
 	tap_ok(r == 0 && res.ioctls == 0 && t->calls == 0,
@@ -1728,7 +1737,7 @@ static void test_empty_submit(void)
 static void test_bitmap_offsets(void)
 {
 	/* QEMU style: slot bitmap, clear [start, start + size) with bit offset */
-	struct dirtybatch_memslot d[] = { { .slot = 4, .guest_phys_addr = 0, .npages = 1000 } };
+	struct dirtybatch_memslot d[] = { { .sz = sizeof(struct dirtybatch_memslot), .slot = 4, .guest_phys_addr = 0, .npages = 1000 } };
 	struct tc *t = tc_new(false, 0, 0, d, 1);
 	uint64_t bmap[16];
 	bool ok = true;
@@ -1772,10 +1781,10 @@ static void test_big_slot(void)
 {
 	/* 2^22 pages: long runs cross summary words; word-level checks */
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 7, .guest_phys_addr = 1ULL << 32, .npages = (1 << 22) - 3 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 7, .guest_phys_addr = 1ULL << 32, .npages = (1 << 22) - 3 },
 	};
 	struct tc *t = tc_new(true, 65536, 16 << 20, d, 1);
-	struct dirtybatch_result res;
+	struct dirtybatch_result res = { .sz = sizeof(res) };
 	uint64_t np = d[0].npages;
 	int64_t r;
 	bool ok = true;
@@ -1808,8 +1817,8 @@ static void test_big_slot(void)
 static void test_sparse_big_slot(void)
 {
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 9, .guest_phys_addr = 1ULL << 32, .npages = (1 << 22) - 3 },
-		{ .slot = 10, .guest_phys_addr = 1ULL << 44, .npages = 1 << 18 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 9, .guest_phys_addr = 1ULL << 32, .npages = (1 << 22) - 3 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 10, .guest_phys_addr = 1ULL << 44, .npages = 1 << 18 },
 	};
 	for (int module = 0; module < 2; module++) {
 		struct tc *t = tc_new(module, 65536, 16 << 20, d, 2);
@@ -1844,15 +1853,15 @@ static void test_no_alloc(void)
 {
 	static uint64_t bm[64];
 	struct dirtybatch_memslot d[] = {
-		{ .slot = 1, .guest_phys_addr = 0, .npages = 4000 },
-		{ .slot = 2, .guest_phys_addr = 4000 * 4096, .npages = 777 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 1, .guest_phys_addr = 0, .npages = 4000 },
+		{ .sz = sizeof(struct dirtybatch_memslot), .slot = 2, .guest_phys_addr = 4000 * 4096, .npages = 777 },
 	};
 	unsigned long before;
 	bool ok = true;
 
 	for (int mod = 0; mod < 2; mod++) {
 		struct tc *t = tc_new(mod, mod ? 4 : 0, mod ? 64 : 0, d, 2);
-		struct dirtybatch_result res;
+		struct dirtybatch_result res = { .sz = sizeof(res) };
 
 		for (int i = 0; i < 64; i++)
 			bm[i] = rnd();
@@ -1877,15 +1886,436 @@ static void test_no_alloc(void)
 }
 #endif
 
+/* ------------------------------------------------------------------ */
+/* The API's contract: identity, sizes, descriptors, demotion, ...    */
+
+#define MS(...) ((struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), \
+	__VA_ARGS__ })
+
+/*
+ * A memslot deleted and created again with the same geometry is another
+ * memslot: what was queued for the old one (bits fetched from it) must
+ * not be cleared on the new one.
+ */
+static void test_memslot_identity(void)
+{
+	struct dirtybatch_memslot d[] = {
+		MS(.slot = 1, .guest_phys_addr = 0, .npages = 100, .userspace_addr = 0x7f0000000000),
+		MS(.slot = 2, .guest_phys_addr = 100 * 4096, .npages = 100, .userspace_addr = 0x7f1000000000),
+	};
+	struct tc *t = tc_new(false, 0, 0, d, 2);
+	struct dirtybatch_stats st = { .sz = sizeof(st) };
+	struct dirtybatch_memslot u = d[0];
+	bool ok = true;
+
+	/* set_layout: same geometry, other backing */
+	ok &= dirtybatch_add_pages(t->ctx, 1, 0, 10) == 0;
+	ok &= dirtybatch_add_pages(t->ctx, 2, 0, 5) == 0;
+	d[0].userspace_addr += 1 << 20;
+	ok &= dirtybatch_set_layout(t->ctx, d, 2) == 0;
+	ok &= dirtybatch_pending(t->ctx) == 5;
+	/* slot_update: same geometry and backing, new generation */
+	u = d[1];
+	u.generation = 1;
+	ok &= dirtybatch_slot_update(t->ctx, &u) == 0;
+	ok &= dirtybatch_pending(t->ctx) == 0 && !dirtybatch_has_pending(t->ctx);
+	/* the same memslot again: kept */
+	ok &= dirtybatch_add_pages(t->ctx, 2, 0, 7) == 0;
+	ok &= dirtybatch_slot_update(t->ctx, &u) == 0;
+	ok &= dirtybatch_set_layout(t->ctx, (struct dirtybatch_memslot[]){ d[0], u }, 2) == 0;
+	ok &= dirtybatch_pending(t->ctx) == 7;
+	t->calls = 0;
+	ok &= dirtybatch_submit(t->ctx, NULL) == 7 && t->calls == 1;
+	dirtybatch_get_stats(t->ctx, &st);
+	ok &= st.pages_discarded == 15;
+	tap_ok(ok, "a memslot re-created with the same geometry (other userspace_addr "
+	       "or generation) drops what was queued for the old one");
+	tc_del(t);
+}
+
+/* struct dirtybatch_memslot: older, smaller and larger ones. */
+static void test_memslot_sizes(void)
+{
+	struct { struct dirtybatch_memslot m; uint64_t extra; } big = {
+		.m = MS(.slot = 3, .guest_phys_addr = 1 << 30, .npages = 64) };
+	struct dirtybatch_memslot m = MS(.slot = 3, .guest_phys_addr = 1 << 30, .npages = 64);
+	struct dirtybatch_ctx *ctx;
+	struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_FALLBACK,
+				     .page_size = 4096 };
+	unsigned char old[2][offsetof(struct dirtybatch_memslot, userspace_addr)];
+	bool ok = true;
+
+	dirtybatch_open(FAKE_VM_FD, &o, &ctx);
+	big.m.sz = sizeof(big);
+	big.extra = 1;
+	ok &= dirtybatch_slot_update(ctx, &big.m) == -E2BIG;
+	big.extra = 0;
+	ok &= dirtybatch_slot_update(ctx, &big.m) == 0;
+	m.sz = offsetof(struct dirtybatch_memslot, npages);
+	ok &= dirtybatch_slot_update(ctx, &m) == -EINVAL;
+	m.sz = 0;
+	ok &= dirtybatch_slot_update(ctx, &m) == -EINVAL;
+	/* an older caller's array: elements sz bytes apart */
+	for (int i = 0; i < 2; i++) {
+		struct dirtybatch_memslot e = MS(.slot = 10 + (uint32_t)i,
+			.guest_phys_addr = (uint64_t)i << 20, .npages = 8);
+
+		e.sz = sizeof(old[i]);
+		memcpy(old[i], &e, sizeof(old[i]));
+	}
+	ok &= dirtybatch_set_layout(ctx, (const void *)old, 2) == 0;
+	ok &= dirtybatch_add_pages(ctx, 11, 7, 1) == 0 && dirtybatch_pending(ctx) == 1;
+	/* elements must agree on their size */
+	{
+		struct dirtybatch_memslot two[2] = {
+			MS(.slot = 1, .npages = 1), MS(.slot = 2, .guest_phys_addr = 4096, .npages = 1) };
+
+		two[1].sz = 8;
+		ok &= dirtybatch_set_layout(ctx, two, 2) == -EINVAL;
+		ok &= dirtybatch_pending(ctx) == 1;
+	}
+	tap_ok(ok, "memslot sz: older accepted, larger with a zero tail, else -EINVAL/-E2BIG");
+	dirtybatch_close(ctx);
+}
+
+/* info, result and stats are written up to the caller's sz, no further. */
+static void test_out_sizes(void)
+{
+	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 100) };
+	struct tc *t = tc_new(false, 0, 0, d, 1);
+	struct { struct dirtybatch_info i; unsigned char tail[16]; } bi;
+	struct { struct dirtybatch_result r; unsigned char tail[16]; } br;
+	struct dirtybatch_stats st;
+	unsigned char raw[sizeof(struct dirtybatch_info)];
+	bool ok = true;
+
+	memset(&bi, 0xaa, sizeof(bi));
+	bi.i.sz = sizeof(bi);
+	ok &= dirtybatch_get_info(t->ctx, &bi.i) == 0;
+	ok &= bi.i.sz == sizeof(bi) && bi.i.page_size == 4096 && bi.i.nr_slots == 1;
+	for (size_t k = 0; k < sizeof(bi.tail); k++)
+		ok &= bi.tail[k] == 0;	/* unknown to the library: zeroed */
+	/* an older caller that knows only up to mode */
+	memset(raw, 0xaa, sizeof(raw));
+	((struct dirtybatch_info *)(void *)raw)->sz = db_test_offsetofend(struct dirtybatch_info, mode);
+	ok &= dirtybatch_get_info(t->ctx, (void *)raw) == 0;
+	for (size_t k = db_test_offsetofend(struct dirtybatch_info, mode); k < sizeof(raw); k++)
+		ok &= raw[k] == 0xaa;
+	((struct dirtybatch_info *)(void *)raw)->sz = 0;
+	ok &= dirtybatch_get_info(t->ctx, (void *)raw) == -EINVAL;
+
+	ok &= dirtybatch_add_pages(t->ctx, 1, 0, 3) == 0;
+	memset(&br, 0xaa, sizeof(br));
+	br.r.sz = 0;
+	ok &= dirtybatch_submit(t->ctx, &br.r) == -EINVAL && dirtybatch_pending(t->ctx) == 3;
+	br.r.sz = sizeof(br);
+	ok &= dirtybatch_submit(t->ctx, &br.r) == 3 && br.r.pages_requested == 3 &&
+	      br.r.sz == sizeof(br) && br.r.mode == DIRTYBATCH_MODE_FALLBACK;
+	for (size_t k = 0; k < sizeof(br.tail); k++)
+		ok &= br.tail[k] == 0;
+	memset(&st, 0xaa, sizeof(st));
+	st.sz = 0;
+	ok &= dirtybatch_get_stats(t->ctx, &st) == -EINVAL;
+	st.sz = sizeof(st);
+	ok &= dirtybatch_get_stats(t->ctx, &st) == 0 && st.sz == sizeof(st) && st.submits == 1;
+	tap_ok(ok, "info, result, stats: written up to sz, unknown tail zeroed, sz 0 -EINVAL");
+	tc_del(t);
+}
+
+/* A sandboxed VMM passes the module's device already open. */
+static void test_device_fd(void)
+{
+	struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_DEVICE_FD };
+	struct dirtybatch_info info = { .sz = sizeof(info) };
+	struct dirtybatch_ctx *ctx = NULL;
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	bool ok = fd >= 0;
+
+	/* /dev/null does not answer GET_INFO; the default path is absent */
+	o.device_fd = fd;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == 0;
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.mode == DIRTYBATCH_MODE_FALLBACK && info.fallback_reason == -ENOTTY;
+	dirtybatch_close(ctx);
+	ok &= fcntl(fd, F_GETFD) >= 0;	/* the caller's: not closed */
+	o.device_fd = -1;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EBADF && !ctx;
+	o.device_fd = fd;
+	o.device_path = "/dev/null";
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EINVAL;
+	close(fd);
+	tap_ok(ok, "opts.device_fd: used instead of a path, never closed; -EBADF, -EINVAL");
+}
+
+/* Backend order, forcing through opts and DIRTYBATCH_BACKEND. */
+static void test_backend_choice(void)
+{
+	struct dirtybatch_opts o = { .sz = sizeof(o), .device_path = "/nonexistent/kvm_dirtybatch" };
+	struct dirtybatch_info info = { .sz = sizeof(info) };
+	struct dirtybatch_ctx *ctx = NULL;
+	bool ok = true;
+
+	unsetenv("DIRTYBATCH_BACKEND");
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == 0;
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.mode == DIRTYBATCH_MODE_FALLBACK && info.fallback_reason == -ENOENT &&
+	      info.native_reason == -EOPNOTSUPP && info.backend == DIRTYBATCH_BACKEND_AUTO;
+	dirtybatch_close(ctx);
+	o.backend = DIRTYBATCH_BACKEND_NATIVE;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EOPNOTSUPP && !ctx;
+	o.backend = DIRTYBATCH_BACKEND_SHIM;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -ENOENT;
+	o.backend = DIRTYBATCH_BACKEND_FALLBACK + 1;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EINVAL;
+	o.backend = DIRTYBATCH_BACKEND_FALLBACK;
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == 0;
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.fallback_reason == -ECANCELED && info.native_reason == -ECANCELED &&
+	      info.backend == DIRTYBATCH_BACKEND_FALLBACK;
+	ok &= dirtybatch_set_fallback(ctx, false) == DIRTYBATCH_MODE_FALLBACK;
+	dirtybatch_close(ctx);
+
+	o.backend = DIRTYBATCH_BACKEND_AUTO;
+	setenv("DIRTYBATCH_BACKEND", "fallback", 1);
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == 0;
+	dirtybatch_get_info(ctx, &info);
+	ok &= info.backend == DIRTYBATCH_BACKEND_FALLBACK && info.fallback_reason == -ECANCELED;
+	dirtybatch_close(ctx);
+	setenv("DIRTYBATCH_BACKEND", "native", 1);
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EOPNOTSUPP;
+	o.backend = DIRTYBATCH_BACKEND_FALLBACK;	/* the caller's choice wins */
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == 0;
+	dirtybatch_close(ctx);
+	o.backend = DIRTYBATCH_BACKEND_AUTO;
+	setenv("DIRTYBATCH_BACKEND", "bogus", 1);
+	ok &= dirtybatch_open(FAKE_VM_FD, &o, &ctx) == -EINVAL;
+	unsetenv("DIRTYBATCH_BACKEND");
+	tap_ok(ok, "backends: native, shim, fallback in order; forced by opts or "
+	       "DIRTYBATCH_BACKEND; native not yet available (-EOPNOTSUPP)");
+}
+
+/* A kernel whose batch ioctl went away after @ok_calls calls. */
+struct gone {
+	int err;
+	int ok_calls, batch_calls, log_calls;
+	uint64_t batch_pages, log_pages;
+};
+
+static uint64_t count_bits(const uint64_t *bm, uint64_t n)
+{
+	uint64_t c = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		c += bm[i / 64] >> (i % 64) & 1;
+	return c;
+}
+
+static int gone_clear_log(void *priv, int vm_fd, struct kvm_clear_dirty_log *log)
+{
+	struct gone *g = priv;
+
+	(void)vm_fd;
+	g->log_calls++;
+	g->log_pages += count_bits(log->dirty_bitmap, log->num_pages);
+	return 0;
+}
+
+static int gone_batch(void *priv, int dev_fd, struct kvm_dirtybatch_clear *c)
+{
+	struct gone *g = priv;
+
+	(void)dev_fd;
+	if (g->batch_calls++ >= g->ok_calls) {
+		c->error_index = c->count;
+		return g->err;
+	}
+	c->pages_cleared = 0;
+	for (uint32_t i = 0; i < c->count; i++) {
+		const struct kvm_dirtybatch_range *r = (const void *)
+			((const unsigned char *)(uintptr_t)c->ranges + (size_t)i * c->range_size);
+
+		c->pages_cleared += count_bits((const uint64_t *)(uintptr_t)r->dirty_bitmap,
+					       r->num_pages);
+	}
+	g->batch_pages += c->pages_cleared;
+	c->error_index = c->count;
+	return 0;
+}
+
+static const struct dirtybatch_backend gone_be = {
+	.clear_log = gone_clear_log,
+	.batch_clear = gone_batch,
+};
+
+static void test_demotion(void)
+{
+	static const int errs[] = { -ENOTTY, -EOPNOTSUPP, -EFAULT };
+	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 64 * 100) };
+	struct kvm_dirtybatch_info mi = { .abi_version = 1, .size = sizeof(mi),
+		.features = KVM_DIRTYBATCH_FEAT_CLEAR, .max_ranges = 2,
+		.range_size = 24, .max_bitmap_bytes = 1 << 20 };
+	bool ok = true;
+
+	for (int e = 0; e < 3; e++) {
+		struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_FALLBACK };
+		struct dirtybatch_result res = { .sz = sizeof(res) };
+		struct dirtybatch_info info = { .sz = sizeof(info) };
+		struct gone g = { .err = errs[e], .ok_calls = 1 };
+		struct dirtybatch_ctx *ctx;
+		int64_t r;
+
+		dirtybatch_open(FAKE_VM_FD, &o, &ctx);
+		dirtybatch__set_backend(ctx, &gone_be, &g, &mi);
+		dirtybatch_set_fallback(ctx, false);
+		ok &= dirtybatch_mode(ctx) == DIRTYBATCH_MODE_MODULE;
+		dirtybatch_set_layout(ctx, d, 1);
+		/* 5 ranges far apart: 3 calls of at most 2; the second fails */
+		for (uint64_t k = 0; k < 5; k++)
+			dirtybatch_add_pages(ctx, 1, k * 64 * 20, 3);
+		r = dirtybatch_submit(ctx, &res);
+		dirtybatch_get_info(ctx, &info);
+		if (errs[e] == -EFAULT) {
+			/* a real error: reported, the rest kept, no demotion */
+			ok &= r == -EFAULT && res.pages_pending == 9 &&
+			      dirtybatch_mode(ctx) == DIRTYBATCH_MODE_MODULE &&
+			      !(info.flags & DIRTYBATCH_INFO_DEMOTED);
+		} else {
+			ok &= r == 15 && g.batch_pages == 6 && g.log_pages == 9 &&
+			      (res.flags & DIRTYBATCH_RESULT_DEMOTED) &&
+			      !(res.flags & DIRTYBATCH_RESULT_CLEARED_EXACT) &&
+			      res.mode == DIRTYBATCH_MODE_FALLBACK && res.error == 0 &&
+			      !dirtybatch_has_pending(ctx);
+			ok &= dirtybatch_mode(ctx) == DIRTYBATCH_MODE_FALLBACK &&
+			      (info.flags & DIRTYBATCH_INFO_DEMOTED) &&
+			      !(info.flags & DIRTYBATCH_INFO_MODULE_PRESENT) &&
+			      info.fallback_reason == errs[e];
+			/* for the rest of the context's life */
+			ok &= dirtybatch_set_fallback(ctx, false) == DIRTYBATCH_MODE_FALLBACK;
+			dirtybatch_add_pages(ctx, 1, 0, 1);
+			ok &= dirtybatch_submit(ctx, &res) == 1 && g.batch_calls == 2 &&
+			      g.log_pages == 10;
+		}
+		dirtybatch_close(ctx);
+	}
+	tap_ok(ok, "a batch ioctl failing -ENOTTY/-EOPNOTSUPP falls back for that batch "
+	       "and for good; other errors are reported");
+}
+
+/* dirtybatch_has_pending() follows every way pages come and go. */
+static void test_has_pending(void)
+{
+	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 1000),
+		MS(.slot = 2, .guest_phys_addr = 1 << 30, .npages = 1000) };
+	struct tc *t = tc_new(false, 0, 0, d, 2);
+	uint64_t zero[2] = { 0, 0 };
+	bool ok = true;
+
+	ok &= !dirtybatch_has_pending(t->ctx) && !dirtybatch_has_pending(NULL);
+	ok &= dirtybatch_add_bitmap(t->ctx, 1, 0, 100, zero, 0) == 0;
+	ok &= !dirtybatch_has_pending(t->ctx);		/* no bit set */
+	ok &= qp(t, 1, 5, 1) == 0 && dirtybatch_has_pending(t->ctx);
+	ok &= dirtybatch_submit(t->ctx, NULL) == 1 && !dirtybatch_has_pending(t->ctx);
+	ok &= qp(t, 2, 999, 1) == 0 && dirtybatch_has_pending(t->ctx);
+	t->fail_at = t->calls;
+	t->fail_err = -EFAULT;
+	ok &= dirtybatch_submit(t->ctx, NULL) == -EFAULT && dirtybatch_has_pending(t->ctx);
+	t->fail_at = -1;
+	ok &= dirtybatch_discard(t->ctx) == 1 && !dirtybatch_has_pending(t->ctx);
+	ok &= qp(t, 2, 0, 1) == 0 && dirtybatch_slot_remove(t->ctx, 2) == 0 &&
+	      !dirtybatch_has_pending(t->ctx);
+	tap_ok(ok, "has_pending: after adds, empty adds, submits, failures, discards, removals");
+	tc_del(t);
+}
+
+static void test_slot_discard_version(void)
+{
+	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 1000),
+		MS(.slot = 2, .guest_phys_addr = 1 << 30, .npages = 1000) };
+	struct tc *t = tc_new(false, 0, 0, d, 2);
+	struct dirtybatch_stats st = { .sz = sizeof(st) };
+	bool ok = true;
+
+	ok &= dirtybatch_version() == DIRTYBATCH_VERSION_CODE &&
+	      dirtybatch_version() >> 16 == 1 && (dirtybatch_version() >> 8 & 0xff) >= 1;
+	dirtybatch_add_pages(t->ctx, 1, 0, 10);
+	dirtybatch_add_pages(t->ctx, 2, 500, 20);
+	ok &= dirtybatch_slot_discard(t->ctx, 2) == 20;
+	ok &= dirtybatch_slot_discard(t->ctx, 2) == 0;
+	ok &= dirtybatch_slot_discard(t->ctx, 3) == -ENOENT;
+	ok &= dirtybatch_slot_discard(NULL, 1) == -EINVAL;
+	ok &= dirtybatch_pending(t->ctx) == 10;
+	t->nrec = 0;
+	ok &= dirtybatch_submit(t->ctx, NULL) == 10 && t->nrec == 1 && t->recs[0].slot == 1;
+	dirtybatch_get_stats(t->ctx, &st);
+	ok &= st.pages_discarded == 20;
+	ok &= dirtybatch_slot_discard(t->ctx, 1) == 0 && !dirtybatch_has_pending(t->ctx);
+	tap_ok(ok, "dirtybatch_version(), dirtybatch_slot_discard()");
+	tc_del(t);
+}
+
+#ifdef DB_WRAP_MALLOC
+/*
+ * One memslot update with 512 memslots costs no more memory traffic than
+ * with 1: no table rebuild.  Replacing updates of the same memslot
+ * allocate the new entry's buffers only.
+ */
+static uint64_t update_bytes(struct dirtybatch_ctx *ctx, unsigned int n, uint64_t *ns)
+{
+	struct dirtybatch_memslot m;
+	struct timespec t0, t1;
+	uint64_t before;
+
+	for (unsigned int i = 0; i < n; i++) {
+		m = MS(.slot = i, .guest_phys_addr = (uint64_t)i << 30, .npages = 256);
+		if (dirtybatch_slot_update(ctx, &m))
+			return UINT64_MAX;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	before = alloc_bytes;
+	for (unsigned int g = 1; g <= 8; g++) {
+		for (unsigned int i = 0; i < n; i++) {
+			m = MS(.slot = i, .guest_phys_addr = (uint64_t)i << 30, .npages = 256,
+			       .generation = g);
+			if (dirtybatch_slot_update(ctx, &m))
+				return UINT64_MAX;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	*ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) /
+		(8 * n);
+	return (alloc_bytes - before) / (8 * n);
+}
+
+static void test_layout_scaling(void)
+{
+	struct dirtybatch_opts o = { .sz = sizeof(o), .flags = DIRTYBATCH_OPEN_FALLBACK,
+				     .page_size = 4096 };
+	uint64_t b1, b512, ns1, ns512;
+	struct dirtybatch_ctx *ctx;
+
+	dirtybatch_open(FAKE_VM_FD, &o, &ctx);
+	b1 = update_bytes(ctx, 1, &ns1);
+	dirtybatch_close(ctx);
+	dirtybatch_open(FAKE_VM_FD, &o, &ctx);
+	b512 = update_bytes(ctx, 512, &ns512);
+	dirtybatch_close(ctx);
+	tap_diag("slot_update replacing a memslot: %" PRIu64 " bytes allocated with 1 memslot, %"
+		 PRIu64 " with 512 (%" PRIu64 " / %" PRIu64 " ns, for information)",
+		 b1, b512, ns1, ns512);
+	tap_ok(b1 != UINT64_MAX && b512 == b1,
+	       "a memslot update allocates as much with 512 memslots as with 1 (no rebuild)");
+}
+#endif
+
 int main(void)
 {
 	const char *e;
 	uint64_t seed = 0x5eed2024ULL, cases = 100000, failures = 0, i;
 	char why[512];
-	int plan = 18;
+	int plan = 26;
 
 #ifdef DB_WRAP_MALLOC
-	plan++;
+	plan += 2;
 #endif
 	e = getenv("DIRTYBATCH_TEST_SEED");
 	if (e)
@@ -1910,6 +2340,17 @@ int main(void)
 	test_sparse_big_slot();
 #ifdef DB_WRAP_MALLOC
 	test_no_alloc();
+#endif
+	test_memslot_identity();
+	test_memslot_sizes();
+	test_out_sizes();
+	test_device_fd();
+	test_backend_choice();
+	test_demotion();
+	test_has_pending();
+	test_slot_discard_version();
+#ifdef DB_WRAP_MALLOC
+	test_layout_scaling();
 #endif
 
 	tap_diag("randomized: seed %#" PRIx64 ", %" PRIu64 " cases", seed, cases);
