@@ -117,7 +117,11 @@ struct dirtybatch_ctx {
 	uint32_t ndirty;
 	uint64_t worst_ranges;		/* ranges a submit may need, at most */
 
-	/* Module submit buffers. */
+	/* KVM_CLEAR_DIRTY_LOG_BATCH, when native is usable. */
+	uint32_t native_max_ranges;
+	uint32_t native_abi_version;
+
+	/* Batch submit buffers, shared by native and the module. */
 	unsigned char *ranges;		/* range_cap entries, stride bytes apart */
 	struct db_slot **range_slot;	/* owner of each entry */
 	uint32_t range_cap;
@@ -137,6 +141,7 @@ void db_select(struct dirtybatch_ctx *ctx);
 int db_probe(struct dirtybatch_ctx *ctx, const struct db_backend *b);
 void db_release_all(struct dirtybatch_ctx *ctx);
 int db_adopt_info(struct dirtybatch_ctx *ctx, const struct kvm_dirtybatch_info *info);
+uint32_t db_batch_max_ranges(const struct dirtybatch_ctx *ctx);
 int db_demote(struct dirtybatch_ctx *ctx, int err);
 
 /* layout.c */
@@ -149,6 +154,7 @@ void db_free_slot(struct db_slot *s);
 /* submit.c */
 int db_submit_fallback(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r);
 int db_submit_module(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r);
+int db_submit_native(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r);
 
 /* queue.c */
 uint64_t db_ctx_count(const struct dirtybatch_ctx *ctx);

@@ -12,7 +12,7 @@
  * 64-page bitmap words per memslot, runs at most 512 zero words apart
  * sharing one call.  Either way the kernel is asked to clear exactly the
  * queued pages, never one more.  Backends are tried in a fixed order:
- * native (a batch ioctl of KVM itself; not yet available), the module
+ * native (KVM_CLEAR_DIRTY_LOG_BATCH, a batch ioctl of KVM itself), the module
  * ("shim"), then fallback; dirtybatch_opts.backend or the environment
  * variable DIRTYBATCH_BACKEND forces one.
  *
@@ -75,7 +75,7 @@ struct dirtybatch_ctx;
 /* dirtybatch_opts.backend: which backends a context may use */
 enum dirtybatch_backend_kind {
 	DIRTYBATCH_BACKEND_AUTO = 0,	/* native, then shim, then fallback */
-	DIRTYBATCH_BACKEND_NATIVE = 1,	/* only native (not yet available) */
+	DIRTYBATCH_BACKEND_NATIVE = 1,	/* only native */
 	DIRTYBATCH_BACKEND_SHIM = 2,	/* only the kvm_dirtybatch module */
 	DIRTYBATCH_BACKEND_FALLBACK = 3,	/* only KVM_CLEAR_DIRTY_LOG */
 };
@@ -134,8 +134,8 @@ struct dirtybatch_memslot {
 enum dirtybatch_mode {
 	DIRTYBATCH_MODE_FALLBACK = 0,	/* plain KVM_CLEAR_DIRTY_LOG */
 	DIRTYBATCH_MODE_MODULE = 1,	/* KVM_DIRTYBATCH_CLEAR (the shim) */
-	DIRTYBATCH_MODE_NATIVE = 2,	/* KVM's own batch ioctl: reserved,
-					 * not yet available */
+	DIRTYBATCH_MODE_NATIVE = 2,	/* KVM_CLEAR_DIRTY_LOG_BATCH, KVM's
+					 * own batch ioctl */
 };
 
 /* dirtybatch_info.flags */
@@ -161,9 +161,16 @@ enum dirtybatch_mode {
  * @module_features: its KVM_DIRTYBATCH_FEAT_* bits
  * @module_max_ranges: ranges per KVM_DIRTYBATCH_CLEAR call
  * @module_max_bitmap_bytes: bitmap bytes per KVM_DIRTYBATCH_CLEAR call
- * @native_reason: 0 in native mode, else why not (-EOPNOTSUPP: not yet
- *	available; -ECANCELED: not tried)
+ * @native_reason: 0 in native mode, else why not (-EOPNOTSUPP: KVM has
+ *	no KVM_CLEAR_DIRTY_LOG_BATCH, or not ours; -EPROTO: another ABI
+ *	version; -ENOENT/-EACCES: /dev/kvm, needed to confirm it, cannot be
+ *	opened; -ECANCELED: not tried; with DIRTYBATCH_INFO_DEMOTED the
+ *	error of the batch call)
  * @backend: enum dirtybatch_backend_kind forced at open, AUTO if none
+ * @native_abi_version: KVM_CLEAR_DIRTY_LOG_BATCH's ABI version, 0 if not
+ *	detected
+ * @native_max_ranges: ranges per KVM_CLEAR_DIRTY_LOG_BATCH call, 0 if not
+ *	detected
  */
 struct dirtybatch_info {
 	size_t sz;
@@ -178,6 +185,8 @@ struct dirtybatch_info {
 	uint32_t module_max_bitmap_bytes;
 	int32_t native_reason;
 	uint32_t backend;
+	uint32_t native_abi_version;
+	uint32_t native_max_ranges;
 };
 
 /* dirtybatch_result.flags */
@@ -195,8 +204,8 @@ struct dirtybatch_info {
  * @pages_requested: pages of the applied ranges (bits set), each page once
  * @pages_cleared: dirty bits the kernel reports it cleared; exact only
  *	with DIRTYBATCH_RESULT_CLEARED_EXACT (module mode), otherwise
- *	counting the pages requested by KVM_CLEAR_DIRTY_LOG, which does not
- *	tell
+ *	counting the pages requested by KVM_CLEAR_DIRTY_LOG or
+ *	KVM_CLEAR_DIRTY_LOG_BATCH, which do not tell
  * @pages_pending: pages still queued after the call (0 on success)
  * @error_slot: on error, memslot of the failing range if known, else ~0
  * @mode: enum dirtybatch_mode at the end of the call
@@ -222,7 +231,7 @@ struct dirtybatch_result {
  * @sz: set by the caller: sizeof(struct dirtybatch_stats)
  * @submits: dirtybatch_submit() calls
  * @failed_submits: of those, calls that returned an error
- * @ioctls: ioctls issued (module and fallback)
+ * @ioctls: ioctls issued (native, module and fallback)
  * @module_ioctls: of those, KVM_DIRTYBATCH_CLEAR calls
  * @ranges: ranges the kernel applied
  * @pages_requested: pages of the applied ranges
@@ -231,6 +240,7 @@ struct dirtybatch_result {
  *	the kernel does not say how many were dirty
  * @pages_discarded: queued pages dropped by dirtybatch_discard(),
  *	dirtybatch_slot_discard() or by a layout change
+ * @native_ioctls: of @ioctls, KVM_CLEAR_DIRTY_LOG_BATCH calls
  */
 struct dirtybatch_stats {
 	size_t sz;
@@ -243,6 +253,7 @@ struct dirtybatch_stats {
 	uint64_t pages_cleared_exact;
 	uint64_t pages_cleared_unknown;
 	uint64_t pages_discarded;
+	uint64_t native_ioctls;
 };
 
 /* Version of the library running (DIRTYBATCH_VERSION_CODE it was built with). */

@@ -10,6 +10,7 @@
 
 #include <linux/kvm.h>
 #include <linux/kvm_dirtybatch.h>
+#include <linux/kvm_clear_dirty_log_batch.h>
 
 #include "dirtybatch.h"
 
@@ -33,20 +34,27 @@
 /*
  * Where the library sends its requests.  The default backend is the real
  * ioctls; tests substitute recorders that check every request against
- * KVM's rules.  Both callbacks return 0 or a negative errno.  batch_clear
+ * KVM's rules.  The callbacks return 0 or a negative errno.  batch_clear
  * must fill c->pages_cleared on success and c->error_index as the module
- * does.
+ * does.  native_probe confirms KVM_CLEAR_DIRTY_LOG_BATCH for @vm_fd (see
+ * backend.c) and gives its largest batch; native_clear issues it and
+ * fills b->error_index as KVM does.  A backend without native_probe has
+ * no native ioctl.
  */
 struct dirtybatch_backend {
 	int (*clear_log)(void *priv, int vm_fd, struct kvm_clear_dirty_log *log);
 	int (*batch_clear)(void *priv, int dev_fd, struct kvm_dirtybatch_clear *c);
+	int (*native_probe)(void *priv, int vm_fd, uint32_t *max_ranges);
+	int (*native_clear)(void *priv, int vm_fd, struct kvm_clear_dirty_log_batch *b);
 };
 
 /*
  * Replace the backend of @ctx.  If @module_info is not NULL the context
  * behaves as if the module had been detected with that GET_INFO answer
  * (and switches to module mode unless fallback is forced); this is how
- * the unit tests exercise the module path without a kernel.
+ * the unit tests exercise the module path without a kernel.  The native
+ * backend is probed again through @be (unusable if it has no
+ * native_probe).
  */
 int dirtybatch__set_backend(struct dirtybatch_ctx *ctx,
 			    const struct dirtybatch_backend *be, void *priv,

@@ -144,7 +144,8 @@ void db_recount_worst(struct dirtybatch_ctx *ctx)
 
 /*
  * Room in the range array for a layout whose submits need at most @worst
- * ranges (capped by the module's max_ranges); none without the module.
+ * ranges (capped by the batch backends' max_ranges); none without a batch
+ * backend (native or the module).
  * With @exact the array gets that size, else it only grows, to twice its
  * size at least, so that adding memslots one by one stays linear.  On
  * failure nothing changes.
@@ -153,14 +154,15 @@ int db_size_ranges(struct dirtybatch_ctx *ctx, uint64_t worst, bool exact)
 {
 	unsigned char *ranges = NULL;
 	struct db_slot **owner = NULL;
+	uint32_t max = db_batch_max_ranges(ctx);
 	uint64_t want = 0;
 
-	if (ctx->usable[DIRTYBATCH_MODE_MODULE] && worst)
-		want = min_u64(worst, ctx->minfo.max_ranges);
+	if (max && worst)
+		want = min_u64(worst, max);
 	if (want == ctx->range_cap || (!exact && want < ctx->range_cap))
 		return 0;
 	if (!exact && want)
-		want = min_u64(ctx->minfo.max_ranges,
+		want = min_u64(max,
 			       want > 2 * (uint64_t)ctx->range_cap ? want :
 			       2 * (uint64_t)ctx->range_cap);
 	if (want) {

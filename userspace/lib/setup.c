@@ -243,8 +243,11 @@ DIRTYBATCH_API int dirtybatch_get_info(const struct dirtybatch_ctx *ctx,
 		i.module_max_ranges = ctx->minfo.max_ranges;
 		i.module_max_bitmap_bytes = ctx->minfo.max_bitmap_bytes;
 	}
-	if (ctx->usable[DIRTYBATCH_MODE_NATIVE])
+	if (ctx->usable[DIRTYBATCH_MODE_NATIVE]) {
 		i.flags |= DIRTYBATCH_INFO_NATIVE_PRESENT;
+		i.native_abi_version = ctx->native_abi_version;
+		i.native_max_ranges = ctx->native_max_ranges;
+	}
 	if (ctx->demoted)
 		i.flags |= DIRTYBATCH_INFO_DEMOTED;
 	if (ctx->mode != DIRTYBATCH_MODE_FALLBACK)
@@ -294,8 +297,13 @@ int dirtybatch__set_backend(struct dirtybatch_ctx *ctx,
 		err = db_size_ranges(ctx, ctx->worst_ranges, true);
 		if (err)
 			return err;
-		db_select(ctx);
 	}
+	/* native goes through @be too: ask it again */
+	db_native_backend.release(ctx);
+	for (unsigned int n = 0; n < ctx->nr_order; n++)
+		if (ctx->order[n] == &db_native_backend)
+			db_probe(ctx, &db_native_backend);
+	db_select(ctx);
 	return 0;
 }
 

@@ -201,12 +201,35 @@ static inline struct kvm_dirtybatch_range *range_at(struct dirtybatch_ctx *ctx,
 		(ctx->ranges + (size_t)i * ctx->stride);
 }
 
+/* The first @n ranges of the array were applied: unqueue their words. */
+static void ranges_applied(struct dirtybatch_ctx *ctx, uint32_t n,
+			   struct dirtybatch_result *r)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct kvm_dirtybatch_range *rg = range_at(ctx, i);
+		struct db_slot *s = ctx->range_slot[i];
+		uint64_t ws = rg->first_page >> 6;
+		uint64_t we = ws + (((uint64_t)rg->num_pages + 63) >> 6);
+
+		note_applied(ctx, s, r, unqueue_words(s, ws, we));
+	}
+}
+
+/* Note the range @index names (if it is one of @n) as the failing one. */
+static void range_failed(struct dirtybatch_ctx *ctx, uint32_t index, uint32_t n,
+			 struct dirtybatch_result *r)
+{
+	if (index < n) {
+		r->error_slot = range_at(ctx, index)->slot;
+		r->error_first_page = range_at(ctx, index)->first_page;
+	}
+}
+
 /* Issue one KVM_DIRTYBATCH_CLEAR for the first @n ranges of the array. */
 static int module_flush(struct dirtybatch_ctx *ctx, uint32_t n,
 			struct dirtybatch_result *r)
 {
 	struct kvm_dirtybatch_clear c;
-	uint32_t i;
 	int err;
 
 	memset(&c, 0, sizeof(c));
@@ -221,29 +244,57 @@ static int module_flush(struct dirtybatch_ctx *ctx, uint32_t n,
 	ctx->stats.module_ioctls++;
 	err = ctx->be->batch_clear(ctx->be_priv, ctx->dev_fd, &c);
 	if (err) {
-		if (c.error_index < n) {
-			r->error_slot = range_at(ctx, c.error_index)->slot;
-			r->error_first_page = range_at(ctx, c.error_index)->first_page;
-		}
+		range_failed(ctx, c.error_index, n, r);
 		return err;
 	}
 	r->pages_cleared += c.pages_cleared;
-	for (i = 0; i < n; i++) {
-		struct kvm_dirtybatch_range *rg = range_at(ctx, i);
-		struct db_slot *s = ctx->range_slot[i];
-		uint64_t ws = rg->first_page >> 6;
-		uint64_t we = ws + (((uint64_t)rg->num_pages + 63) >> 6);
-
-		note_applied(ctx, s, r, unqueue_words(s, ws, we));
-	}
+	ranges_applied(ctx, n, r);
 	return 0;
 }
 
-int db_submit_module(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r)
+/* Issue one KVM_CLEAR_DIRTY_LOG_BATCH for the first @n ranges of the array. */
+static int native_flush(struct dirtybatch_ctx *ctx, uint32_t n,
+			struct dirtybatch_result *r)
 {
-	uint32_t i, n = 0;
+	struct kvm_clear_dirty_log_batch b;
+	int err;
+
+	memset(&b, 0, sizeof(b));
+	b.count = n;
+	b.ranges = (uint64_t)(uintptr_t)ctx->ranges;
+	b.error_index = n;
+	r->ioctls++;
+	ctx->stats.ioctls++;
+	ctx->stats.native_ioctls++;
+	err = ctx->be->native_clear(ctx->be_priv, ctx->vm_fd, &b);
+	if (err) {
+		range_failed(ctx, b.error_index, n, r);
+		return err;
+	}
+	ranges_applied(ctx, n, r);
+	return 0;
+}
+
+typedef int (*flush_fn)(struct dirtybatch_ctx *ctx, uint32_t n,
+			struct dirtybatch_result *r);
+
+/*
+ * Submit the queue as batches of ranges, each range a run of queued words
+ * at most module_gap zero words apart, within the limits of every usable
+ * batch backend (so that a demoted context can hand the array on).
+ */
+static int submit_ranges(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r,
+			 flush_fn flush)
+{
+	uint32_t i, n = 0, cap = ctx->range_cap;
+	uint32_t max = db_batch_max_ranges(ctx);
 	uint64_t bytes = 0;
 	int err;
+
+	if (max < cap)
+		cap = max;
+	if (!cap)
+		return -ENOMEM;	/* no array: db_size_ranges() failed */
 
 	for (i = 0; i < ctx->ndirty; i++) {
 		struct db_slot *s = ctx->dirty[i];
@@ -257,9 +308,8 @@ int db_submit_module(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r)
 				uint64_t pbytes = (pe - ws) * 8;
 				struct kvm_dirtybatch_range *rg;
 
-				if (n == ctx->range_cap ||
-				    bytes + pbytes > ctx->max_bytes) {
-					err = module_flush(ctx, n, r);
+				if (n == cap || bytes + pbytes > ctx->max_bytes) {
+					err = flush(ctx, n, r);
 					if (err)
 						return err;
 					n = 0;
@@ -277,7 +327,17 @@ int db_submit_module(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r)
 			}
 		}
 	}
-	return n ? module_flush(ctx, n, r) : 0;
+	return n ? flush(ctx, n, r) : 0;
+}
+
+int db_submit_module(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r)
+{
+	return submit_ranges(ctx, r, module_flush);
+}
+
+int db_submit_native(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r)
+{
+	return submit_ranges(ctx, r, native_flush);
 }
 
 /* -ENOTTY, -EOPNOTSUPP: the call was not understood, nothing applied. */
@@ -305,14 +365,15 @@ DIRTYBATCH_API int64_t dirtybatch_submit(struct dirtybatch_ctx *ctx,
 	r.error_first_page = UINT64_MAX;
 	ctx->gen++;
 	ctx->stats.submits++;
-	exact = ctx->cur->mode != DIRTYBATCH_MODE_FALLBACK;
+	/* only the module says how many bits it cleared */
+	exact = ctx->cur->mode == DIRTYBATCH_MODE_MODULE;
 	if (ctx->ndirty) {
 		for (;;) {
 			const struct db_backend *b = ctx->cur;
 			uint64_t req0 = r.pages_requested;
 
 			err = b->submit(ctx, &r);
-			if (b->mode != DIRTYBATCH_MODE_FALLBACK)
+			if (b->mode == DIRTYBATCH_MODE_MODULE)
 				exact_req += r.pages_requested - req0;
 			/*
 			 * A batch ioctl that is not understood (the module was
