@@ -1278,6 +1278,9 @@ int bench_run(const struct bench_cfg *cfg, const char *label, bench_admit_fn adm
 		return 2;
 	}
 	build_pages(b);
+	res->nslots = b->nslots;
+	res->nruns = b->nruns;
+	res->ntp = b->ntp;
 
 	/* which strategies: asked for, available, admitted */
 	for (k = 0; k < NSTRAT; k++) {
