@@ -48,7 +48,7 @@ Then runs the library microbenchmark on the host.
                    RAM memslot 1 GiB..1 TiB, memslots 4..256; every strategy)
                    on this machine's /dev/kvm, then in the guest (not with
                    --host-only); fits the cost model per environment and
-                   projects the default pattern (about 12 minutes)
+                   projects the default pattern (about 14 minutes)
   --sweep-budget S the guest sweep's budget in seconds (default 600; the
                    host's: 240); points projected over it are skipped
   --timeout S      guest timeout in seconds (default 600)
