@@ -77,7 +77,8 @@ struct bench_result {
 	char label[96];
 	struct bench_cfg cfg;
 	unsigned int nslots, nruns, slots_with_runs, ntp, rounds;
-	uint64_t total_run_pages, misaligned, ram_slot_pages, checked_pages;
+	uint64_t total_run_pages, misaligned, checked_pages;
+	uint64_t ram_slot_pages;	/* of the largest RAM memslot */
 	uint64_t total_pages;		/* of all dirty-logged memslots */
 	uint64_t window_ns;
 	bool window_from_warmup;

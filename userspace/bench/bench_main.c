@@ -13,8 +13,10 @@
 #include <string.h>
 
 #include "bench.h"
+#include "vm.h"
 
-#define MAX_LOGGED_SLOTS 270	/* VM_MAX_SLOTS - 2 (selftests/kvm_dirtybatch/vm.h) */
+/* the helper's memslots but the system and the control slot */
+#define MAX_LOGGED_SLOTS (VM_MAX_SLOTS - 2)
 
 static struct bench_cfg cfg = {
 	.vcpus = 2, .mem_mib = 512, .ram_slots = 3, .slots = 24, .runs = 256,
