@@ -94,8 +94,8 @@ const char *const vstat_names[NVSTAT] = {
 
 /*
  * The native-KVM backend (KVM itself clearing a batch) plugs in here: a
- * probe, and a case in clear_with().  Until it exists, a run that asks for
- * "native" skips it with this note.
+ * probe, a case in round_once() and in expect().  Until it exists, a run
+ * that asks for "native" skips it with this note.
  */
 bool native_backend_available(const char **why)
 {
