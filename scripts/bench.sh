@@ -5,7 +5,10 @@
 # benchmark (userspace/bench/migration_bench.c) in a guest with the module
 # loaded, or on this machine's /dev/kvm without it (--host-only), plus the
 # library's translation microbenchmark on the host.  Writes
-# $O/bench/summary.csv and summary.svg and says where they are.
+# $O/bench/summary.csv and summary.svg and says where they are.  --sweep:
+# the sweep over runs, memslot size and memslots on the host's /dev/kvm and
+# in the guest, the cost model fitted per environment, and the projections:
+# $O/bench/sweep.csv, sweep-*.svg, sweep-fit.txt, model.txt.
 #
 # Exit status: 0, also when a target is missed; 1 if a dirty page was lost
 # or a run could not be done; 2 on a usage error.
@@ -41,6 +44,13 @@ Then runs the library microbenchmark on the host.
   --host-only      no guest, no module: per-page, merged, floor and
                    libdirtybatch's fallback on this machine's /dev/kvm
   --no-microbench  skip the library microbenchmark
+  --sweep          instead of the default pattern: the sweep (runs 16..4096,
+                   RAM memslot 1 GiB..1 TiB, memslots 4..256; every strategy)
+                   on this machine's /dev/kvm, then in the guest (not with
+                   --host-only); fits the cost model per environment and
+                   projects the default pattern (about 14 minutes)
+  --sweep-budget S the guest sweep's budget in seconds (default 600; the
+                   host's: 240); points projected over it are skipped
   --timeout S      guest timeout in seconds (default 600)
   --qemu [-- ARGS] instead: QEMU 7.2 live migration, stock vs patched
                    (library fallback) vs patched with the module, in one
@@ -59,6 +69,10 @@ Options for the benchmark itself (defaults in brackets):
 
 Results: a table per run, build/bench/summary.csv (+ summary.svg), the full
 output in build/bench/run-<kernel>.txt, guest logs in build/logs/.
+--sweep: build/bench/sweep.csv, one chart per axis and environment
+(build/bench/sweep-<env>-<axis>.svg), the fit in build/bench/sweep-fit.txt,
+its host constants in build/bench/model.txt (the default run's host_us
+projection uses them when the file is there).
 Exit: 0 (also when a target is missed), 1 if a dirty page was lost or a
 run failed, 2 on a usage error.
 EOF
@@ -68,6 +82,7 @@ progress() { echo "bench: [$(($(date +%s) - start))s] $*"; }
 die() { echo "bench: $*" >&2; exit 1; }
 
 kernels=() host_only=0 micro=1 timeout=600 vcpus=2 rounds_given=0 budget_given=0
+sweep=0 sweep_budget=600 timeout_given=0
 pass=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -78,8 +93,11 @@ while [ $# -gt 0 ]; do
 	--host-only) host_only=1; shift ;;
 	--qemu) shift; exec "$top/userspace/qemu/bench.sh" "$@" ;;
 	--no-microbench) micro=0; shift ;;
-	--timeout) timeout=${2-}; shift 2 || { usage >&2; exit 2; } ;;
-	--timeout=*) timeout=${1#*=}; shift ;;
+	--sweep) sweep=1; micro=0; shift ;;
+	--sweep-budget) sweep_budget=${2-}; shift 2 || { usage >&2; exit 2; } ;;
+	--sweep-budget=*) sweep_budget=${1#*=}; shift ;;
+	--timeout) timeout=${2-}; timeout_given=1; shift 2 || { usage >&2; exit 2; } ;;
+	--timeout=*) timeout=${1#*=}; timeout_given=1; shift ;;
 	--vcpus | --mem | --ram-slots | --slots | --runs | --dirty | --rounds | \
 	--warmup | --seed | --budget | --strategies | --window-ms)
 		[ $# -ge 2 ] || { echo "bench: $1 needs a value" >&2; exit 2; }
@@ -108,10 +126,15 @@ done
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.12)
 [[ $vcpus =~ ^[1-9][0-9]*$ ]] || { echo "bench: bad --vcpus '$vcpus'" >&2; exit 2; }
 [[ $timeout =~ ^[1-9][0-9]*$ ]] || { echo "bench: bad --timeout '$timeout'" >&2; exit 2; }
+[[ $sweep_budget =~ ^[1-9][0-9]*$ ]] || { echo "bench: bad --sweep-budget '$sweep_budget'" >&2; exit 2; }
+# the guest sweep's budget, its setup and the boot
+[ "$sweep" = 1 ] && [ "$timeout_given" = 0 ] && timeout=$((sweep_budget + 300))
 # Keep a default run under 5 minutes on a busy machine: the benchmark stops
 # starting new rounds after this many seconds of measuring.
 # On the host a round takes milliseconds: take more of them.
-if [ "$rounds_given" = 0 ] && [ "$host_only" = 1 ]; then
+if [ "$sweep" = 1 ]; then
+	: # the sweep picks its own rounds (bench --help)
+elif [ "$rounds_given" = 0 ] && [ "$host_only" = 1 ]; then
 	pass+=(--rounds 100)
 elif [ "$rounds_given" = 0 ] && [ "$budget_given" = 0 ]; then
 	pass+=(--budget 150)
@@ -156,6 +179,65 @@ check_run() { # name rc file
 	grep -q '^csv: ' "$file" && runs+=("$file")
 }
 
+if [ "$sweep" = 1 ]; then
+	raw=$out/sweep-raw.csv
+	rm -f "$out"/sweep*.csv "$out"/sweep-*.svg "$out/sweep-fit.txt"
+	showsweep() { grep --line-buffered -v -e '^sweep: ' -e '^sweep-header: ' | sed -u 's/^/  /'; }
+	progress "sweep on this machine's /dev/kvm ($(uname -r)), no module, budget 240 s"
+	file=$out/sweep-host-$(uname -r).txt
+	: >"$file"
+	nice "$bin" --host --sweep --sweep-budget 240 --label "host $(uname -r)" \
+		"${pass[@]}" >"$file" 2>&1 &
+	pid=$!
+	tail --pid=$pid -n +1 -f "$file" | showsweep
+	wait $pid
+	rc=$?
+	case $rc in 0) ;; 3) lost=1 ;; *) failed=1; echo "bench: host sweep failed (exit $rc)" ;; esac
+	files=("$file")
+	for rel in "${rels[@]}"; do
+		ko=$O/module/$rel/kvm_dirtybatch.ko
+		file=$out/sweep-$rel.txt
+		: >"$file"
+		progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), loading kvm-amd and kvm_dirtybatch, the sweep (budget $sweep_budget s)"
+		nice selftests/vm-run --kernel "$rel" --module "$ko" --cpus $((vcpus + 1)) \
+			--timeout "$timeout" --log "$logdir/bench-sweep-guest-$rel.log" -- \
+			"$bin" --sweep --sweep-budget "$sweep_budget" --label "$rel" \
+			"${pass[@]}" >"$file" 2>&1 &
+		pid=$!
+		tail --pid=$pid -n +1 -f "$file" | showsweep
+		wait $pid
+		rc=$?
+		case $rc in 0) ;; 3) lost=1 ;; *) failed=1; echo "bench: guest $rel sweep failed (exit $rc)"
+			grep 'vm-run:' "$file" | sed 's/^/  /' ;; esac
+		files+=("$file")
+	done
+	{
+		sed -n 's/^sweep-header: //p' "${files[0]}" | head -n 1
+		cat "${files[@]}" | sed -n 's/^sweep: //p'
+	} | tr -d '\r' >"$raw"
+	if [ "$(wc -l <"$raw")" -gt 1 ]; then
+		"$bin" --fit "$raw" "$out/sweep.csv" >"$out/sweep-fit.txt" || failed=1
+		grep '^model: ' "$out/sweep-fit.txt" >"$out/model.txt"
+		"$bin" --sweep-svg "$out/sweep.csv" "$out" || failed=1
+		awk -F, '$1 == "measured" && $22 > 0 { bad = 1 } END { exit bad }' "$out/sweep.csv" || lost=1
+		echo
+		grep -v '^model: ' "$out/sweep-fit.txt" | sed 's/^/  /'
+		echo
+		echo "bench: sweep:  $out/sweep.csv"
+		echo "bench: charts: $(cd "$out" && ls sweep-*.svg | tr '\n' ' ')"
+		echo "bench: fit:    $out/sweep-fit.txt"
+	else
+		failed=1
+	fi
+	progress "done"
+	[ "$lost" = 1 ] && { echo "bench: FAIL: dirty pages were lost"; exit 1; }
+	[ "$failed" = 0 ] || exit 1
+	exit 0
+fi
+
+# the host's cost model from the last sweep, for the table's host_us column
+[ -s "$out/model.txt" ] && pass+=(--model "$out/model.txt")
+
 if [ "$host_only" = 1 ]; then
 	progress "host-only: per-page, merged, floor and libdirtybatch's fallback on this machine's /dev/kvm ($(uname -r))"
 	file=$out/run-host-$(uname -r).txt
@@ -184,7 +266,7 @@ done
 if [ ${#runs[@]} -gt 0 ]; then
 	csv=$out/summary.csv
 	{
-		echo "strategy,kernel,vcpus,rounds,pages_per_round,median_us,p99_us,ioctls_per_round,mmu_lock_holds_per_round,tlb_flushes_per_round,guest_pages_per_s,lost_pages"
+		echo "strategy,kernel,vcpus,rounds,pages_per_round,median_us,p99_us,ioctls_per_round,mmu_lock_holds_per_round,tlb_flushes_per_round,guest_pages_per_s,lost_pages,projected_prod_us,projected_host_us"
 		cat "${runs[@]}" | sed -n 's/^csv: //p'
 	} >"$csv"
 	"$bin" --svg "$csv" "$out/summary.svg" || failed=1

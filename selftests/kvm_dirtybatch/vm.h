@@ -20,7 +20,7 @@
 #include "guest.h"
 
 #define PAGE_SIZE		4096UL
-#define VM_MAX_SLOTS		64	/* slots tracked per VM by this helper */
+#define VM_MAX_SLOTS		272	/* slots tracked per VM by this helper */
 
 /* Guest-physical layout of the system slot (slot id 0, AS 0, no logging). */
 #define SYS_SLOT		0

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * dirtybatch_migration_bench: QEMU's migration bitmap sync, four ways.
+ * dirtybatch_migration_bench, the measurement: QEMU's migration bitmap
+ * sync, one way per strategy, on one VM (bench_run()).
  *
  * A VM (selftests/kvm_dirtybatch/vm.[ch], the flat 32-bit guest loop of
  * guest_code.S) has a QEMU-like memory map: guest RAM over a few large
@@ -22,7 +23,11 @@
  *                  memslots in one KVM_DIRTYBATCH_CLEAR
  *        floor     one KVM_CLEAR_DIRTY_LOG per memslot, with the same bits
  *                  (KVM's own best case)
- *        fallback  libdirtybatch without the module (merged ioctls)
+ *        fallback  libdirtybatch without the module (its own context,
+ *                  DIRTYBATCH_OPEN_FALLBACK)
+ *        native    libdirtybatch forced to KVM's own KVM_CLEAR_DIRTY_LOG_BATCH
+ *                  (patched KVM); skipped, with the library's reason,
+ *                  where native_backend_available() says no
  *   3. "send" the cleared pages (copy them), stay busy to the end of the
  *      throughput window (see window_ns), then let every vCPU complete a
  *      full pass over its pages, so the next sync sees all of them dirty.
@@ -33,24 +38,22 @@
  * KVM_CLEAR_DIRTY_LOG, which takes the lock unconditionally; the module's
  * counters for batched), lock breaks (module), TLB flushes (KVM's
  * remote_tlb_flush_requests statistic; for batched it must equal the
- * module's tlb_flushes counter, see cross_check()), pages cleared, and the
- * vCPUs' page writes per second over
- * a window of the same length for every strategy that starts with the
- * clear (and, for information, over the clear alone).  No timed
- * assertions: the exit status is 3 if a page was lost, with
- * --check-counters 5 if KVM's statistics and the module's counters
- * disagree, 0 otherwise (also when a target is missed).
+ * module's tlb_flushes counter, see cross_check()), vCPU kicks (KVM's
+ * remote_tlb_flush: the flushes that had to kick a vCPU), bitmap words
+ * the kernel walks, pages cleared, and the vCPUs' page writes per second
+ * over a window of the same length for every strategy that starts with
+ * the clear (and, for information, over the clear alone).
  *
- * --svg CSV OUT renders the bar chart of a summary CSV and exits.
+ * All of a run's state is in struct bench; bench_run() builds it, measures
+ * and frees it, and hands back a struct bench_result, which bench_report.c
+ * prints and sweep.c collects.  No timed assertions.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <math.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -65,6 +68,7 @@
 
 #include <linux/kvm_dirtybatch.h>
 
+#include "bench.h"
 #include "dirtybatch.h"
 #include "vm.h"
 
@@ -75,27 +79,55 @@
 #define FIRST_ID	10		/* first dirty-logged memslot id */
 #define RAM_GPA		0x1000000ULL	/* 16 MiB */
 #define GPA_LIMIT	0xf0000000ULL	/* below the TSS and 4 GiB */
+#define GPA_MAX		(1ULL << 40)	/* the guests' 40 physical address bits */
 #define MAX_LOGGED	(VM_MAX_SLOTS - 2)
-#define MAX_VCPUS	16
-#define EXIT_LOST	3
-#define EXIT_SKIP	4
-#define EXIT_COUNTERS	5
+/* the library's fallback joins runs at most this many zero words apart */
+#define FALLBACK_GAP_WORDS 512
 
-enum strat { S_PERPAGE, S_MERGED, S_BATCHED, S_FLOOR, S_FALLBACK, NSTRAT };
-static const char *const strat_name[NSTRAT] = {
-	"per-page", "merged", "batched", "floor", "fallback",
+const char *const strat_name[NSTRAT] = {
+	"per-page", "merged", "batched", "floor", "fallback", "native",
 };
 
-struct opts {
-	unsigned int vcpus, mem_mib, ram_slots, slots, runs, rounds, dirty;
-	unsigned int warmup, budget, window_ms;
-	uint64_t seed;
-	bool host, check_counters;
-	const char *strategies, *label;
-} opt = {
-	.vcpus = 2, .mem_mib = 512, .ram_slots = 3, .slots = 24, .runs = 256,
-	.rounds = 15, .dirty = 512, .warmup = 1, .seed = 1,
+const char *const vstat_names[NVSTAT] = {
+	"exits", "pf_taken", "pf_fast", "pf_fixed", "pf_spurious", "tlb_flush",
+	"irq_exits", "halt_exits", "signal_exits", "directed_yield_attempted",
 };
+
+/*
+ * KVM's own KVM_CLEAR_DIRTY_LOG_BATCH (a kernel with module/native/patches
+ * or the patched KVM modules): available if libdirtybatch confirms it on a
+ * VM of its own, the way it does for a VMM.  A run that asks for "native"
+ * without it skips it with the library's reason.
+ */
+bool native_backend_available(const char **why)
+{
+	struct dirtybatch_opts o = { .sz = sizeof(o), .backend = DIRTYBATCH_BACKEND_NATIVE };
+	static char reason[96];
+	struct dirtybatch_ctx *ctx;
+	int kvm, vm, e;
+
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0) {
+		*why = "no /dev/kvm";
+		return false;
+	}
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	close(kvm);
+	if (vm < 0) {
+		*why = "KVM_CREATE_VM failed";
+		return false;
+	}
+	e = dirtybatch_open(vm, &o, &ctx);
+	if (!e)
+		dirtybatch_close(ctx);
+	close(vm);
+	if (e) {
+		snprintf(reason, sizeof(reason), "no native KVM_CLEAR_DIRTY_LOG_BATCH (%s)",
+			 strerror(-e));
+		*why = reason;
+	}
+	return !e;
+}
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                      */
@@ -109,14 +141,16 @@ static uint64_t now_ns(void)
 }
 
 static uint64_t t_start;
+static bool quiet;
 
 /* Progress and informational lines, flushed at once (the guest runner
  * forwards our stdout as it comes). */
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
+void say(const char *fmt, ...)
 {
 	va_list ap;
 
+	if (!t_start)
+		t_start = now_ns();
 	printf("[%5.1fs] ", (now_ns() - t_start) / 1e9);
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
@@ -124,6 +158,8 @@ static void say(const char *fmt, ...)
 	putchar('\n');
 	fflush(stdout);
 }
+
+#define note(...) do { if (!quiet) say(__VA_ARGS__); } while (0)
 
 static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...)
 {
@@ -138,20 +174,18 @@ static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt
 	exit(1);
 }
 
-static uint64_t rs;
-
-static uint64_t rnd(void)
+static uint64_t rnd(uint64_t *rs)
 {
-	uint64_t z = (rs += 0x9e3779b97f4a7c15ULL);
+	uint64_t z = (*rs += 0x9e3779b97f4a7c15ULL);
 
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
 	return z ^ (z >> 31);
 }
 
-static uint64_t below(uint64_t n)
+static uint64_t below(uint64_t *rs, uint64_t n)
 {
-	return n ? rnd() % n : 0;
+	return n ? rnd(rs) % n : 0;
 }
 
 static void *zalloc(size_t n)
@@ -172,12 +206,13 @@ static uint64_t bits(unsigned int lo, unsigned int hi)
 }
 
 /* ------------------------------------------------------------------ */
-/* Layout                                                             */
+/* State                                                              */
 
 struct bslot {
 	uint32_t id;
 	bool ram;
 	uint64_t gpa, npages, nwords;
+	uint64_t hot;		/* runs lie in pages 0..hot-1 */
 	uint8_t *hva;
 	uint64_t *log;		/* KVM_GET_DIRTY_LOG of this round */
 	uint64_t *runmask;	/* pages covered by runs */
@@ -207,16 +242,72 @@ struct bvcpu {
 	uint32_t seq0, done0;
 };
 
-static struct vm *vm;
-static struct bslot slots[MAX_LOGGED];
-static unsigned int nslots;
-static struct run *runs;
-static unsigned int nruns;
-static struct tpage *tp;
-static unsigned int ntp;
-static struct bvcpu vcpus[MAX_VCPUS];
-static struct dirtybatch_ctx *ctx;
-static int dbfd = -1;
+struct counters {
+	uint64_t kvm_flush_req, kvm_flush, exits, pf;
+	uint64_t vstat[NVSTAT];
+	struct kvm_dirtybatch_stats mod;
+};
+
+/* A strategy's sums over the measured rounds. */
+struct sstats {
+	unsigned int n;
+	uint64_t *ns;		/* clear time per round */
+	double *wgps;		/* guest pages/s over each round's window */
+	uint64_t ioctls, holds, breaks, flushes, kicks, mod_flushes, pages, words;
+	uint64_t stores, clear_ns, lost, short_waits, exits, pf, vstat[NVSTAT];
+	uint64_t win_ns, win_stores, over_window;
+	bool exact;
+};
+
+struct bench {
+	struct bench_cfg cfg;
+	struct bench_result *res;
+	uint64_t rs;			/* layout random state */
+	struct vm *vm;
+	struct bslot *slots;
+	unsigned int nslots;
+	struct run *runs;
+	unsigned int nruns;
+	struct tpage *tp;
+	unsigned int ntp;
+	struct bvcpu vcpus[MAX_VCPUS];
+	struct dirtybatch_ctx *ctx;	/* batched: the module */
+	struct dirtybatch_ctx *fbctx;	/* fallback */
+	struct dirtybatch_ctx *natctx;	/* native */
+	int dbfd;
+	/*
+	 * KVM's VM statistic remote_tlb_flush_requests is incremented on
+	 * entry to kvm_flush_remote_tlbs() (virt/kvm/kvm_main.c, 6.1 and
+	 * 6.12), the function the module calls once per clear: it counts
+	 * every flush.  remote_tlb_flush counts the flushes that had to kick
+	 * a vCPU out of guest mode (the kicks), and is the flush count only
+	 * on kernels without the other (before 5.15), where it is never
+	 * cross-checked.  A statistic that could be read once and then
+	 * cannot is an error: the counters must not be mixed within a run.
+	 */
+	bool have_flush_req, have_flush, counters_read;
+	bool enabled[NSTRAT];
+	int order[NSTRAT], norder;
+	struct sstats st[NSTRAT];
+	/* words walked per round, as far as known from the layout */
+	uint64_t merged_words, floor_words;
+	/*
+	 * The guest's dirtying throughput is measured over a window of the
+	 * same length for every strategy, starting when the clear starts:
+	 * window_ns, set from the warm-up (the longest clear + send, plus a
+	 * quarter) unless --window-ms gives it.  A clear is a fixed amount of
+	 * work for the vCPUs (one write-protection fault per page cleared,
+	 * whatever the strategy), so a rate over the clear alone would charge
+	 * a short clear with the same faults over less time; over equal
+	 * windows, the strategy that costs the guest more shows a lower rate.
+	 * The migration thread stays busy for the whole window (as QEMU's is,
+	 * sending pages), so that a strategy that ends early does not hand
+	 * the vCPUs extra CPU time.
+	 */
+	uint64_t window_ns, busy_max_ns;
+	uint64_t checked_pages;
+	unsigned int fb_word_mismatch;
+};
 
 /* Sizes (pages) of the small memslots: ROMs, flash, VGA, device memory;
  * none a multiple of 64.  480 pages = the 1,966,080-byte flash region of
@@ -235,104 +326,173 @@ static uint64_t small_size(unsigned int k)
 	return sz % 64 ? sz : sz + 1;
 }
 
-static void build_layout(void)
+/* ------------------------------------------------------------------ */
+/* Layout                                                             */
+
+static int place_slot(struct bench *b, struct bslot *s, uint64_t *gpa, char *err, size_t len)
 {
-	uint64_t ram_pages = (uint64_t)opt.mem_mib * MIB / PAGE_SIZE, gpa = RAM_GPA;
+	const struct bench_cfg *o = &b->cfg;
+
+	*gpa = (*gpa + 2 * MIB - 1) & ~(2 * MIB - 1);
+	if (s->ram && o->ram_slot_pages) {
+		/* RAM at 1 GiB alignment, ending at most at GPA_MAX */
+		uint64_t max;
+
+		*gpa = (*gpa + 1023 * MIB) & ~(1024 * MIB - 1);
+		max = *gpa < GPA_MAX ? (GPA_MAX - *gpa) / PAGE_SIZE : 0;
+		if (s->npages > max)
+			s->npages = max & ~511ULL;
+		s->hot = *gpa < GPA_LIMIT ? (GPA_LIMIT - *gpa) / PAGE_SIZE : 0;
+		if (s->hot > s->npages)
+			s->hot = s->npages;
+		if (!s->npages || s->hot < 1024) {
+			snprintf(err, len, "RAM memslot %u at 0x%llx: no room below 4 GiB for its runs",
+				 s->id, (unsigned long long)*gpa);
+			return -1;
+		}
+	} else {
+		s->hot = s->npages;
+	}
+	s->gpa = *gpa;
+	*gpa += s->npages * PAGE_SIZE;
+	if (!o->ram_slot_pages && *gpa > GPA_LIMIT) {
+		snprintf(err, len, "layout does not fit below 0x%llx: use less --mem or fewer --slots",
+			 GPA_LIMIT);
+		return -1;
+	}
+	if (o->ram_slot_pages && !s->ram && *gpa > GPA_LIMIT) {
+		snprintf(err, len, "small memslots do not fit below 0x%llx", GPA_LIMIT);
+		return -1;
+	}
+	return 0;
+}
+
+static int build_layout(struct bench *b, char *err, size_t errlen)
+{
+	const struct bench_cfg *o = &b->cfg;
+	uint64_t ram_pages = (uint64_t)o->mem_mib * MIB / PAGE_SIZE, gpa = RAM_GPA;
 	unsigned int i, k;
 
-	nslots = opt.slots;
-	for (i = 0; i < nslots; i++) {
-		struct bslot *s = &slots[i];
+	b->nslots = o->slots;
+	b->slots = zalloc(sizeof(*b->slots) * b->nslots);
+	for (i = 0; i < b->nslots; i++) {
+		struct bslot *s = &b->slots[i];
 
 		s->id = FIRST_ID + i;
-		s->ram = i < opt.ram_slots;
-		if (s->ram) {
+		s->ram = i < o->ram_slots;
+		if (s->ram && o->ram_slot_pages) {
+			s->npages = o->ram_slot_pages;
+		} else if (s->ram) {
 			/* the first RAM slot holds half, the others share the rest */
 			uint64_t n = i == 0 ? ram_pages / 2 :
-				     ram_pages / 2 / (opt.ram_slots - 1);
+				     ram_pages / 2 / (o->ram_slots - 1);
 
-			if (opt.ram_slots == 1)
+			if (o->ram_slots == 1)
 				n = ram_pages;
 			s->npages = n > 512 ? n & ~511ULL : n;
 		} else {
-			s->npages = small_size(i - opt.ram_slots);
+			s->npages = small_size(i - o->ram_slots);
 		}
-		gpa = (gpa + 2 * MIB - 1) & ~(2 * MIB - 1);
-		s->gpa = gpa;
-		gpa += s->npages * PAGE_SIZE;
-		if (gpa > GPA_LIMIT)
-			fail("layout does not fit below 0x%llx: use less --mem or fewer --slots",
-			     GPA_LIMIT);
+	}
+	/* Default: RAM first, then the small memslots.  With ram_slot_pages,
+	 * the small ones first, so that the RAM memslots can be huge. */
+	if (o->ram_slot_pages) {
+		for (i = o->ram_slots; i < b->nslots; i++)
+			if (place_slot(b, &b->slots[i], &gpa, err, errlen))
+				return -1;
+		for (i = 0; i < o->ram_slots; i++)
+			if (place_slot(b, &b->slots[i], &gpa, err, errlen))
+				return -1;
+	} else {
+		for (i = 0; i < b->nslots; i++)
+			if (place_slot(b, &b->slots[i], &gpa, err, errlen))
+				return -1;
+	}
+	for (i = 0; i < b->nslots; i++) {
+		struct bslot *s = &b->slots[i];
+
 		s->nwords = (s->npages + 63) / 64;
 		s->log = zalloc(s->nwords * 8);
 		s->runmask = zalloc(s->nwords * 8);
 		s->scratch = zalloc(s->nwords * 8);
+		b->res->total_pages += s->npages;
+		if (s->ram && s->npages > b->res->ram_slot_pages)
+			b->res->ram_slot_pages = s->npages;
 	}
 
 	/* Runs: one per small slot, the rest spread over RAM by size. */
-	runs = zalloc(sizeof(*runs) * opt.runs);
+	b->runs = zalloc(sizeof(*b->runs) * o->runs);
 	{
-		unsigned int small = nslots - opt.ram_slots, left;
+		unsigned int small = b->nslots - o->ram_slots, left;
 		uint64_t total_ram = 0;
 
-		for (i = opt.ram_slots; i < nslots && i - opt.ram_slots < opt.runs; i++)
-			slots[i].nruns = 1;
-		left = opt.runs > small ? opt.runs - small : 0;
-		for (i = 0; i < opt.ram_slots; i++)
-			total_ram += slots[i].npages;
-		for (i = 0; i < opt.ram_slots && left; i++) {
-			uint64_t n = i + 1 == opt.ram_slots ? left :
-				     (uint64_t)(opt.runs - small) * slots[i].npages / total_ram;
+		for (i = o->ram_slots; i < b->nslots && i - o->ram_slots < o->runs; i++)
+			b->slots[i].nruns = 1;
+		left = o->runs > small ? o->runs - small : 0;
+		for (i = 0; i < o->ram_slots; i++)
+			total_ram += b->slots[i].hot;
+		for (i = 0; i < o->ram_slots && left; i++) {
+			uint64_t n = i + 1 == o->ram_slots ? left :
+				     (uint64_t)(o->runs - small) * b->slots[i].hot / total_ram;
 
 			if (n > left)
 				n = left;
-			if (n > slots[i].npages / 128)
-				n = slots[i].npages / 128;
-			slots[i].nruns = n;
+			if (n > b->slots[i].hot / 128)
+				n = b->slots[i].hot / 128;
+			b->slots[i].nruns = n;
 			left -= n;
 		}
-		if (left)
-			fail("%u runs do not fit: use more --mem or fewer --runs", opt.runs);
+		if (left) {
+			snprintf(err, errlen, "%u runs do not fit: use more --mem or fewer --runs",
+				 o->runs);
+			return -1;
+		}
 	}
-	for (i = 0; i < nslots; i++) {
-		struct bslot *s = &slots[i];
-		uint64_t seg = s->nruns ? s->npages / s->nruns : 0;
+	for (i = 0; i < b->nslots; i++) {
+		struct bslot *s = &b->slots[i];
+		uint64_t seg = s->nruns ? s->hot / s->nruns : 0;
 
 		for (k = 0; k < s->nruns; k++) {
-			uint64_t a = k * seg, b = k + 1 == s->nruns ? s->npages : a + seg;
-			uint64_t len = b - a, head, start, tail, p;
-			struct run *r = &runs[nruns++];
+			uint64_t a = k * seg, e = k + 1 == s->nruns ? s->hot : a + seg;
+			uint64_t len = e - a, head, start, tail, p;
+			struct run *r = &b->runs[b->nruns++];
 
 			/* misaligned start within the first 64 pages (or quarter) */
-			head = 1 + below(len / 4 < 63 ? (len / 4 ? len / 4 : 1) : 63);
+			head = 1 + below(&b->rs, len / 4 < 63 ? (len / 4 ? len / 4 : 1) : 63);
 			start = a + head;
 			if (start % 64 == 0)
 				start++;
-			tail = below(len / 8 + 1);
-			if (start + tail >= b)
+			tail = below(&b->rs, len / 8 + 1);
+			if (start + tail >= e)
 				tail = 0;
-			if (start >= b)
-				fail("slot of %llu pages too small for a run",
-				     (unsigned long long)s->npages);
+			if (start >= e) {
+				snprintf(err, errlen, "slot of %llu pages too small for a run",
+					 (unsigned long long)s->npages);
+				return -1;
+			}
 			r->s = i;
 			r->start = start;
-			r->len = b - tail - start;
+			r->len = e - tail - start;
 			for (p = r->start; p < r->start + r->len; p++)
 				set_bit64(s->runmask, p);
+			b->merged_words += (r->start + r->len - 1) / 64 - r->start / 64 + 1;
 		}
+		if (s->nruns)
+			b->floor_words += s->nwords;
 	}
+	return 0;
 }
 
-/* The pages the vCPUs write: opt.dirty of them, spread evenly over runs. */
-static void build_pages(void)
+/* The pages the vCPUs write: cfg.dirty of them, spread evenly over runs. */
+static void build_pages(struct bench *b)
 {
 	unsigned int i, j, k;
 
-	tp = zalloc(sizeof(*tp) * opt.dirty);
-	for (i = 0; i < nruns; i++) {
-		struct run *r = &runs[i];
-		struct bslot *s = &slots[r->s];
-		uint64_t want = opt.dirty / nruns + (i < opt.dirty % nruns);
+	b->tp = zalloc(sizeof(*b->tp) * b->cfg.dirty);
+	for (i = 0; i < b->nruns; i++) {
+		struct run *r = &b->runs[i];
+		struct bslot *s = &b->slots[r->s];
+		uint64_t want = b->cfg.dirty / b->nruns + (i < b->cfg.dirty % b->nruns);
 
 		if (want > r->len)
 			want = r->len;
@@ -340,28 +500,36 @@ static void build_pages(void)
 			uint64_t p;
 
 			do
-				p = r->start + below(r->len);
+				p = r->start + below(&b->rs, r->len);
 			while (test_bit64(s->scratch, p));
 			set_bit64(s->scratch, p);
-			tp[ntp++] = (struct tpage){ .s = r->s, .page = p, .last = -1,
-				.hva = s->hva + p * PAGE_SIZE };
+			b->tp[b->ntp++] = (struct tpage){ .s = r->s, .page = p, .last = -1 };
 		}
 	}
-	for (i = 0; i < nslots; i++)
-		memset(slots[i].scratch, 0, slots[i].nwords * 8);
-	for (i = 0; i < ntp; i++) {
-		tp[i].sent = aligned_alloc(64, PAGE_SIZE);
-		if (!tp[i].sent)
-			fail("out of memory");
-	}
+	for (i = 0; i < b->ntp; i++)
+		clear_bit64(b->slots[b->tp[i].s].scratch, b->tp[i].page);
 	/* shuffle, so each vCPU's list jumps around like real dirtying */
-	for (i = ntp; i > 1; i--) {
+	for (i = b->ntp; i > 1; i--) {
 		struct tpage t;
 
-		k = below(i);
-		t = tp[i - 1];
-		tp[i - 1] = tp[k];
-		tp[k] = t;
+		k = below(&b->rs, i);
+		t = b->tp[i - 1];
+		b->tp[i - 1] = b->tp[k];
+		b->tp[k] = t;
+	}
+}
+
+static void map_pages(struct bench *b)
+{
+	unsigned int i;
+
+	for (i = 0; i < b->ntp; i++) {
+		struct tpage *t = &b->tp[i];
+
+		t->hva = b->slots[t->s].hva + t->page * PAGE_SIZE;
+		t->sent = aligned_alloc(64, PAGE_SIZE);
+		if (!t->sent)
+			fail("out of memory");
 	}
 }
 
@@ -389,33 +557,35 @@ static void *extra_vcpu_thread(void *arg)
 	}
 }
 
-static void setup_vcpus(void)
+static void setup_vcpus(struct bench *b)
 {
+	const unsigned int nv = b->cfg.vcpus;
 	struct kvm_sregs s0, s;
 	struct kvm_regs regs;
 	uint8_t *ctrl_hva = NULL;
 	unsigned int i, n, per;
 
-	vm_create_vcpu(vm);
-	vcpus[0].ctrl = vm->ctrl;
-	vcpus[0].list = vm->list;
-	if (opt.vcpus > 1)
-		ctrl_hva = vm_add_slot(vm, CTRL_SLOT, CTRL_GPA,
-				       (uint64_t)CTRL_STRIDE * (opt.vcpus - 1), 0);
-	if (ioctl(vm->vcpu->fd, KVM_GET_SREGS, &s0))
+	vm_create_vcpu(b->vm);
+	b->vcpus[0].ctrl = b->vm->ctrl;
+	b->vcpus[0].list = b->vm->list;
+	b->vcpus[0].fd = -1;
+	if (nv > 1)
+		ctrl_hva = vm_add_slot(b->vm, CTRL_SLOT, CTRL_GPA,
+				       (uint64_t)CTRL_STRIDE * (nv - 1), 0);
+	if (ioctl(b->vm->vcpu->fd, KVM_GET_SREGS, &s0))
 		fail("KVM_GET_SREGS: %s", strerror(errno));
-	for (i = 1; i < opt.vcpus; i++) {
-		struct bvcpu *v = &vcpus[i];
+	for (i = 1; i < nv; i++) {
+		struct bvcpu *v = &b->vcpus[i];
 		uint64_t gpa = CTRL_GPA + (uint64_t)(i - 1) * CTRL_STRIDE * PAGE_SIZE;
 		int sz;
 
 		v->ctrl = (struct guest_ctrl *)(ctrl_hva + (gpa - CTRL_GPA));
 		v->list = (uint32_t *)((uint8_t *)v->ctrl + PAGE_SIZE);
 		v->ctrl->list_gpa = gpa + PAGE_SIZE;
-		v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, i);
+		v->fd = ioctl(b->vm->fd, KVM_CREATE_VCPU, i);
 		if (v->fd < 0)
 			fail("KVM_CREATE_VCPU %u: %s", i, strerror(errno));
-		sz = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+		sz = ioctl(b->vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 		v->run_size = sz;
 		v->run = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
 		if (v->run == MAP_FAILED)
@@ -436,17 +606,17 @@ static void setup_vcpus(void)
 			fail("KVM_SET_REGS: %s", strerror(errno));
 	}
 	/* deal the pages to the vCPUs */
-	per = (ntp + opt.vcpus - 1) / opt.vcpus;
+	per = (b->ntp + nv - 1) / nv;
 	if (per > SYS_LIST_MAX)
-		fail("--dirty %u: at most %lu pages per vCPU", opt.dirty,
+		fail("--dirty %u: at most %lu pages per vCPU", b->cfg.dirty,
 		     (unsigned long)SYS_LIST_MAX);
-	for (i = 0; i < opt.vcpus; i++) {
-		struct bvcpu *v = &vcpus[i];
+	for (i = 0; i < nv; i++) {
+		struct bvcpu *v = &b->vcpus[i];
 
-		for (n = 0; i + n * opt.vcpus < ntp; n++) {
-			struct tpage *t = &tp[i + n * opt.vcpus];
+		for (n = 0; i + n * nv < b->ntp; n++) {
+			struct tpage *t = &b->tp[i + n * nv];
 
-			v->list[n] = (uint32_t)(slots[t->s].gpa + t->page * PAGE_SIZE);
+			v->list[n] = (uint32_t)(b->slots[t->s].gpa + t->page * PAGE_SIZE);
 		}
 		v->ctrl->nr = n;
 		v->ctrl->passes = 0;
@@ -457,39 +627,39 @@ static void setup_vcpus(void)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
-static void start_vcpus(void)
+static void start_vcpus(struct bench *b)
 {
 	unsigned int i;
 
-	vcpu_start(vm);
-	for (i = 1; i < opt.vcpus; i++)
-		if (pthread_create(&vcpus[i].thread, NULL, extra_vcpu_thread, &vcpus[i]))
+	vcpu_start(b->vm);
+	for (i = 1; i < b->cfg.vcpus; i++)
+		if (pthread_create(&b->vcpus[i].thread, NULL, extra_vcpu_thread, &b->vcpus[i]))
 			fail("pthread_create");
 }
 
-static void stop_vcpus(void)
+static void stop_vcpus(struct bench *b)
 {
 	unsigned int i;
 
-	for (i = 1; i < opt.vcpus; i++)
-		__atomic_store_n(&vcpus[i].ctrl->stop, 1, __ATOMIC_SEQ_CST);
-	vcpu_stop(vm);
-	for (i = 1; i < opt.vcpus; i++)
-		pthread_join(vcpus[i].thread, NULL);
+	for (i = 1; i < b->cfg.vcpus; i++)
+		__atomic_store_n(&b->vcpus[i].ctrl->stop, 1, __ATOMIC_SEQ_CST);
+	vcpu_stop(b->vm);
+	for (i = 1; i < b->cfg.vcpus; i++)
+		pthread_join(b->vcpus[i].thread, NULL);
 }
 
-static void pause_all(void)
+static void pause_all(struct bench *b)
 {
 	uint64_t t0 = now_ns();
 	unsigned int i, spins = 0;
 
-	for (i = 0; i < opt.vcpus; i++) {
-		struct guest_ctrl *c = vcpus[i].ctrl;
+	for (i = 0; i < b->cfg.vcpus; i++) {
+		struct guest_ctrl *c = b->vcpus[i].ctrl;
 
 		__atomic_store_n(&c->pause_gen, c->pause_gen | 1, __ATOMIC_SEQ_CST);
 	}
-	for (i = 0; i < opt.vcpus; i++) {
-		struct guest_ctrl *c = vcpus[i].ctrl;
+	for (i = 0; i < b->cfg.vcpus; i++) {
+		struct guest_ctrl *c = b->vcpus[i].ctrl;
 
 		while (__atomic_load_n(&c->pause_ack, __ATOMIC_ACQUIRE) != c->pause_gen) {
 			if (++spins > 100)
@@ -502,35 +672,37 @@ static void pause_all(void)
 	}
 }
 
-static void resume_all(void)
+static void resume_all(struct bench *b)
 {
 	unsigned int i;
 
-	for (i = 0; i < opt.vcpus; i++) {
-		struct guest_ctrl *c = vcpus[i].ctrl;
+	for (i = 0; i < b->cfg.vcpus; i++) {
+		struct guest_ctrl *c = b->vcpus[i].ctrl;
 
 		__atomic_store_n(&c->pause_gen, c->pause_gen + 1, __ATOMIC_SEQ_CST);
 	}
 }
 
-static uint64_t stores(void)	/* since the last mark_stores() */
+static uint64_t stores(struct bench *b)	/* since the last mark_stores() */
 {
 	uint64_t n = 0;
 	unsigned int i;
 
-	for (i = 0; i < opt.vcpus; i++)
-		n += (uint32_t)(__atomic_load_n(&vcpus[i].ctrl->seq, __ATOMIC_RELAXED) -
-				vcpus[i].seq0);
+	for (i = 0; i < b->cfg.vcpus; i++)
+		n += (uint32_t)(__atomic_load_n(&b->vcpus[i].ctrl->seq, __ATOMIC_RELAXED) -
+				b->vcpus[i].seq0);
 	return n;
 }
 
-static void mark_stores(void)
+static void mark_stores(struct bench *b)
 {
 	unsigned int i;
 
-	for (i = 0; i < opt.vcpus; i++) {
-		vcpus[i].seq0 = __atomic_load_n(&vcpus[i].ctrl->seq, __ATOMIC_RELAXED);
-		vcpus[i].done0 = __atomic_load_n(&vcpus[i].ctrl->done, __ATOMIC_RELAXED);
+	for (i = 0; i < b->cfg.vcpus; i++) {
+		struct bvcpu *v = &b->vcpus[i];
+
+		v->seq0 = __atomic_load_n(&v->ctrl->seq, __ATOMIC_RELAXED);
+		v->done0 = __atomic_load_n(&v->ctrl->done, __ATOMIC_RELAXED);
 	}
 }
 
@@ -539,14 +711,16 @@ static void mark_stores(void)
  * started after the mark: then every page it writes is dirty again.
  * Returns false on timeout.
  */
-static bool wait_full_pass(void)
+static bool wait_full_pass(struct bench *b)
 {
 	uint64_t t0 = now_ns();
 	unsigned int i, spins = 0;
 
-	for (i = 0; i < opt.vcpus; i++) {
-		while ((uint32_t)(__atomic_load_n(&vcpus[i].ctrl->done, __ATOMIC_RELAXED) -
-				  vcpus[i].done0) < 2) {
+	for (i = 0; i < b->cfg.vcpus; i++) {
+		struct bvcpu *v = &b->vcpus[i];
+
+		while ((uint32_t)(__atomic_load_n(&v->ctrl->done, __ATOMIC_RELAXED) -
+				  v->done0) < 2) {
 			if (now_ns() - t0 > 20 * 1000000000ULL)
 				return false;
 			if (++spins > 100)
@@ -563,80 +737,57 @@ static bool wait_full_pass(void)
  * worth of stores), so that each clear phase starts with the vCPUs running
  * at full speed, however short the phase is.
  */
-static void wait_running(void)
+static void wait_running(struct bench *b)
 {
 	uint64_t t0 = now_ns();
 	unsigned int i;
 
-	mark_stores();
-	for (i = 0; i < opt.vcpus; i++)
-		while ((uint32_t)(__atomic_load_n(&vcpus[i].ctrl->seq, __ATOMIC_RELAXED) -
-				  vcpus[i].seq0) < vcpus[i].ctrl->nr + 64 &&
+	mark_stores(b);
+	for (i = 0; i < b->cfg.vcpus; i++) {
+		struct bvcpu *v = &b->vcpus[i];
+
+		while ((uint32_t)(__atomic_load_n(&v->ctrl->seq, __ATOMIC_RELAXED) -
+				  v->seq0) < v->ctrl->nr + 64 &&
 		       now_ns() - t0 < 5000000000ULL)
 			sched_yield();
+	}
 }
 
 /* ------------------------------------------------------------------ */
 /* Counters                                                           */
 
-/* vCPU 0 statistics shown per strategy with --verbose */
-static const char *const vstat_names[] = {
-	"exits", "pf_taken", "pf_fast", "pf_fixed", "pf_spurious", "tlb_flush",
-	"irq_exits", "halt_exits", "signal_exits", "directed_yield_attempted",
-};
-#define NVSTAT (sizeof(vstat_names) / sizeof(vstat_names[0]))
-static bool verbose;
-
-struct counters {
-	uint64_t kvm_flush_req, kvm_flush, exits, pf;
-	uint64_t vstat[NVSTAT];
-	struct kvm_dirtybatch_stats mod;
-};
-
-/*
- * KVM's VM statistic remote_tlb_flush_requests is incremented on entry to
- * kvm_flush_remote_tlbs() (virt/kvm/kvm_main.c, 6.1 and 6.12), the
- * function the module calls once per clear: it counts every flush.
- * remote_tlb_flush is only the fallback for kernels without it (before
- * 5.15): it counts the flushes that had to kick a vCPU out of guest mode,
- * often none, so it is no count of flushes and is never cross-checked.
- * A statistic that could be read once and then cannot is an error: the
- * two counters must not be mixed within a run.
- */
-static bool have_flush_req = true, have_flush = true, counters_read;
-
-static void read_flush_stat(const char *name, bool *have, uint64_t *val)
+static void read_flush_stat(struct bench *b, const char *name, bool *have, uint64_t *val)
 {
 	int r;
 
 	if (!*have)
 		return;
-	r = vm_read_stat(vm, false, name, val);
-	if (r && counters_read)
+	r = vm_read_stat(b->vm, false, name, val);
+	if (r && b->counters_read)
 		fail("reading KVM's %s statistic: %s", name, strerror(-r));
 	if (r)
 		*have = false;
 }
 
-static void read_counters(struct counters *c)
+static void read_counters(struct bench *b, struct counters *c)
 {
 	memset(c, 0, sizeof(*c));
-	read_flush_stat("remote_tlb_flush_requests", &have_flush_req, &c->kvm_flush_req);
-	read_flush_stat("remote_tlb_flush", &have_flush, &c->kvm_flush);
-	counters_read = true;
+	read_flush_stat(b, "remote_tlb_flush_requests", &b->have_flush_req, &c->kvm_flush_req);
+	read_flush_stat(b, "remote_tlb_flush", &b->have_flush, &c->kvm_flush);
+	b->counters_read = true;
 	/* vCPU 0's exits and page faults (KVM's binary stats) */
-	if (vm_read_stat(vm, true, "exits", &c->exits))
+	if (vm_read_stat(b->vm, true, "exits", &c->exits))
 		c->exits = 0;
-	if (vm_read_stat(vm, true, "pf_taken", &c->pf))
+	if (vm_read_stat(b->vm, true, "pf_taken", &c->pf))
 		c->pf = 0;
-	if (verbose) {
+	if (b->cfg.verbose) {
 		unsigned int i;
 
 		for (i = 0; i < NVSTAT; i++)
-			if (vm_read_stat(vm, true, vstat_names[i], &c->vstat[i]))
+			if (vm_read_stat(b->vm, true, vstat_names[i], &c->vstat[i]))
 				c->vstat[i] = 0;
 	}
-	if (dbfd >= 0 && ioctl(dbfd, KVM_DIRTYBATCH_GET_STATS, &c->mod))
+	if (b->dbfd >= 0 && ioctl(b->dbfd, KVM_DIRTYBATCH_GET_STATS, &c->mod))
 		fail("KVM_DIRTYBATCH_GET_STATS: %s", strerror(errno));
 }
 
@@ -649,24 +800,21 @@ static void read_counters(struct counters *c)
  * a clear (the per-page, merged and floor rounds show exactly one KVM
  * flush per ioctl), so the counts are equal, not merely close.
  */
-static unsigned int xcheck_rounds, xcheck_bad;
-static uint64_t xcheck_kvm, xcheck_mod, xcheck_kick;
-static char xcheck_first[256];
-
-static void cross_check(const struct counters *c0, const struct counters *c1,
+static void cross_check(struct bench *b, const struct counters *c0, const struct counters *c1,
 			uint64_t ioctls, uint64_t pages)
 {
+	struct bench_result *R = b->res;
 	uint64_t kvm = c1->kvm_flush_req - c0->kvm_flush_req;
 	uint64_t mod = c1->mod.tlb_flushes - c0->mod.tlb_flushes;
 	uint64_t calls = c1->mod.calls - c0->mod.calls;
 	uint64_t mpages = c1->mod.pages_cleared - c0->mod.pages_cleared;
 	char why[200] = "";
 
-	xcheck_rounds++;
-	xcheck_kvm += kvm;
-	xcheck_mod += mod;
-	xcheck_kick += c1->kvm_flush - c0->kvm_flush;
-	if (!have_flush_req)
+	R->xcheck_rounds++;
+	R->xcheck_kvm += kvm;
+	R->xcheck_mod += mod;
+	R->xcheck_kick += c1->kvm_flush - c0->kvm_flush;
+	if (!b->have_flush_req)
 		snprintf(why, sizeof(why), "KVM has no remote_tlb_flush_requests statistic");
 	else if (kvm != mod)
 		snprintf(why, sizeof(why), "KVM counted %llu TLB flush requests, the module %llu TLB flushes",
@@ -679,64 +827,20 @@ static void cross_check(const struct counters *c0, const struct counters *c1,
 			 (unsigned long long)mpages, (unsigned long long)pages);
 	if (!why[0])
 		return;
-	if (!xcheck_bad++)
-		snprintf(xcheck_first, sizeof(xcheck_first), "batched clear %u: %s",
-			 xcheck_rounds, why);
-	say("COUNTERS DISAGREE: batched clear %u: %s", xcheck_rounds, why);
+	if (!R->xcheck_bad++)
+		snprintf(R->xcheck_first, sizeof(R->xcheck_first), "batched clear %u: %s",
+			 R->xcheck_rounds, why);
+	say("COUNTERS DISAGREE: batched clear %u: %s", R->xcheck_rounds, why);
 }
-
-struct sstats {
-	unsigned int n;
-	uint64_t *ns;		/* clear time per round */
-	double *wgps;		/* guest pages/s over each round's window */
-	uint64_t ioctls, holds, breaks, flushes, mod_flushes, pages, stores;
-	uint64_t clear_ns, lost, short_waits, exits, pf, vstat[NVSTAT];
-	uint64_t win_ns, win_stores, over_window;
-	bool exact;		/* pages are the module's exact count */
-	double median_us, p99_us, ratio, gps, gps_clear;
-};
-
-static struct sstats st[NSTRAT];
-
-/* Variance of the mean of a strategy's per-round guest pages/s. */
-static double var_of_mean(const struct sstats *S)
-{
-	double m = 0, v = 0;
-	unsigned int i;
-
-	if (S->n < 2)
-		return 0;
-	for (i = 0; i < S->n; i++)
-		m += S->wgps[i];
-	m /= S->n;
-	for (i = 0; i < S->n; i++)
-		v += (S->wgps[i] - m) * (S->wgps[i] - m);
-	return v / (S->n - 1) / S->n;
-}
-static bool enabled[NSTRAT];
-static int order[NSTRAT], norder;
-
-/*
- * The guest's dirtying throughput is measured over a window of the same
- * length for every strategy, starting when the clear starts: window_ns,
- * set from the warm-up (the longest clear + send, plus a quarter) unless
- * --window-ms gives it.  A clear is a fixed amount of work for the vCPUs
- * (one write-protection fault per page cleared, whatever the strategy),
- * so a rate over the clear alone would charge a short clear with the same
- * faults over less time; over equal windows, the strategy that costs the
- * guest more shows a lower rate.  The migration thread stays busy for
- * the whole window (as QEMU's is, sending pages), so that a strategy that
- * ends early does not hand the vCPUs extra CPU time.
- */
-static uint64_t window_ns, busy_max_ns;
 
 /* ------------------------------------------------------------------ */
 /* The strategies.  Each clears exactly the bits of the dirty log that */
 /* lie in runs; returns the ioctls issued, adds the pages requested.   */
 
-static void clear_one(uint32_t id, uint64_t first, uint64_t num, const void *bm)
+static void clear_one(struct bench *b, uint32_t id, uint64_t first, uint64_t num,
+		      const void *bm)
 {
-	int r = vm_clear_dirty_log_try(vm, id, first, num, bm);
+	int r = vm_clear_dirty_log_try(b->vm, id, first, num, bm);
 
 	if (r)
 		fail("KVM_CLEAR_DIRTY_LOG slot %u first %llu num %llu: %s", id,
@@ -747,31 +851,31 @@ static void clear_one(uint32_t id, uint64_t first, uint64_t num, const void *bm)
 static uint64_t run_word_mask(const struct run *r, uint64_t w)
 {
 	uint64_t lo = w * 64, hi = lo + 64, end = r->start + r->len;
-	uint64_t a = r->start > lo ? r->start : lo, b = end < hi ? end : hi;
+	uint64_t a = r->start > lo ? r->start : lo, e = end < hi ? end : hi;
 
-	return a >= b ? 0 : bits(a - lo, b - lo);
+	return a >= e ? 0 : bits(a - lo, e - lo);
 }
 
-static uint64_t do_perpage(uint64_t *pages)
+static uint64_t do_perpage(struct bench *b, uint64_t *pages)
 {
 	uint64_t n = 0;
 	unsigned int i;
 
-	for (i = 0; i < nruns; i++) {
-		const struct run *r = &runs[i];
-		const struct bslot *s = &slots[r->s];
+	for (i = 0; i < b->nruns; i++) {
+		const struct run *r = &b->runs[i];
+		const struct bslot *s = &b->slots[r->s];
 		uint64_t w, w0 = r->start / 64, w1 = (r->start + r->len - 1) / 64;
 
 		for (w = w0; w <= w1; w++) {
 			uint64_t m = s->log[w] & run_word_mask(r, w);
 
 			while (m) {
-				unsigned int b = __builtin_ctzll(m);
-				uint64_t one = 1ULL << b, first = w * 64;
+				unsigned int bit = __builtin_ctzll(m);
+				uint64_t one = 1ULL << bit, first = w * 64;
 				uint64_t num = s->npages - first < 64 ? s->npages - first : 64;
 
 				m &= m - 1;
-				clear_one(s->id, first, num, &one);
+				clear_one(b, s->id, first, num, &one);
 				n++;
 				(*pages)++;
 			}
@@ -780,14 +884,14 @@ static uint64_t do_perpage(uint64_t *pages)
 	return n;
 }
 
-static uint64_t do_merged(uint64_t *pages)
+static uint64_t do_merged(struct bench *b, uint64_t *pages)
 {
 	uint64_t n = 0;
 	unsigned int i;
 
-	for (i = 0; i < nruns; i++) {
-		const struct run *r = &runs[i];
-		struct bslot *s = &slots[r->s];
+	for (i = 0; i < b->nruns; i++) {
+		const struct run *r = &b->runs[i];
+		struct bslot *s = &b->slots[r->s];
 		uint64_t w, w0 = r->start / 64, w1 = (r->start + r->len - 1) / 64;
 		uint64_t first = w0 * 64, num = (w1 + 1) * 64 - first;
 
@@ -799,19 +903,19 @@ static uint64_t do_merged(uint64_t *pages)
 			s->scratch[w - w0] = s->log[w] & run_word_mask(r, w);
 			*pages += __builtin_popcountll(s->scratch[w - w0]);
 		}
-		clear_one(s->id, first, num, s->scratch);
+		clear_one(b, s->id, first, num, s->scratch);
 		n++;
 	}
 	return n;
 }
 
-static uint64_t do_floor(uint64_t *pages)
+static uint64_t do_floor(struct bench *b, uint64_t *pages)
 {
 	uint64_t n = 0, w;
 	unsigned int i;
 
-	for (i = 0; i < nslots; i++) {
-		struct bslot *s = &slots[i];
+	for (i = 0; i < b->nslots; i++) {
+		struct bslot *s = &b->slots[i];
 
 		if (!s->nruns)
 			continue;
@@ -819,21 +923,22 @@ static uint64_t do_floor(uint64_t *pages)
 			s->scratch[w] = s->log[w] & s->runmask[w];
 			*pages += __builtin_popcountll(s->scratch[w]);
 		}
-		clear_one(s->id, 0, s->npages, s->scratch);
+		clear_one(b, s->id, 0, s->npages, s->scratch);
 		n++;
 	}
 	return n;
 }
 
-static uint64_t do_library(uint64_t *pages, bool *exact)
+static uint64_t do_library(struct bench *b, struct dirtybatch_ctx *ctx, uint64_t *pages,
+			   bool *exact)
 {
 	struct dirtybatch_result res = { .sz = sizeof(res) };
 	unsigned int i;
 	int64_t r;
 
-	for (i = 0; i < nruns; i++) {
-		const struct run *rn = &runs[i];
-		const struct bslot *s = &slots[rn->s];
+	for (i = 0; i < b->nruns; i++) {
+		const struct run *rn = &b->runs[i];
+		const struct bslot *s = &b->slots[rn->s];
 		int e = dirtybatch_add_bitmap(ctx, s->id, rn->start, rn->len,
 					      s->log, rn->start);
 
@@ -848,76 +953,132 @@ static uint64_t do_library(uint64_t *pages, bool *exact)
 	return res.ioctls;
 }
 
+/*
+ * The bitmap words the kernel walks for the library's fallback, from this
+ * round's log, as its documentation describes the calls (one per group of
+ * non-zero words of a memslot at most FALLBACK_GAP_WORDS zero words
+ * apart); the number of groups must be the library's ioctls, or the words
+ * are marked estimated.  Batched: the words of the runs, as for merged
+ * (the module walks the ranges the library hands it).
+ */
+static uint64_t fallback_words(struct bench *b, uint64_t *groups)
+{
+	uint64_t words = 0, w, last, first;
+	unsigned int i;
+	bool open;
+
+	*groups = 0;
+	for (i = 0; i < b->nslots; i++) {
+		struct bslot *s = &b->slots[i];
+		const uint64_t top = s->hot / 64 + 1 < s->nwords ? s->hot / 64 + 1 : s->nwords;
+
+		if (!s->nruns)
+			continue;
+		open = false;
+		first = last = 0;
+		for (w = 0; w < top; w++) {
+			if (!(s->log[w] & s->runmask[w]))
+				continue;
+			if (open && w - last - 1 <= FALLBACK_GAP_WORDS) {
+				last = w;
+				continue;
+			}
+			if (open)
+				words += last - first + 1;
+			open = true;
+			first = last = w;
+			(*groups)++;
+		}
+		if (open)
+			words += last - first + 1;
+	}
+	return words;
+}
+
 /* ------------------------------------------------------------------ */
 /* One round                                                          */
 
-static uint64_t checked_pages;
-
 /* Steps 1 and 3 around the timed clear; see the top of the file. */
-static void round_once(enum strat sx, bool record)
+static void round_once(struct bench *b, enum strat sx, bool record)
 {
-	struct sstats *S = &st[sx];
+	struct sstats *S = &b->st[sx];
 	struct counters c0, c1;
-	uint64_t t0, t1, t2, ioctls = 0, pages = 0, lost = 0, n_st, n_win;
+	uint64_t t0, t1, t2, ioctls = 0, pages = 0, lost = 0, n_st, n_win, words = 0;
 	bool exact = false, ok;
 	unsigned int i;
 
-	pause_all();
-	for (i = 0; i < nslots; i++)
-		vm_get_dirty_log(vm, slots[i].id, slots[i].log);
-	for (i = 0; i < ntp; i++) {
-		struct tpage *t = &tp[i];
+	pause_all(b);
+	for (i = 0; i < b->nslots; i++)
+		vm_get_dirty_log(b->vm, b->slots[i].id, b->slots[i].log);
+	for (i = 0; i < b->ntp; i++) {
+		struct tpage *t = &b->tp[i];
 
 		if (!memcmp(t->hva, t->sent, PAGE_SIZE))
 			continue;
-		checked_pages++;
-		if (test_bit64(slots[t->s].log, t->page))
+		b->checked_pages++;
+		if (test_bit64(b->slots[t->s].log, t->page))
 			continue;
 		if (lost < 5)
 			say("LOST: slot %u page %llu changed but is clean (last cleared by %s)",
-			    slots[t->s].id, (unsigned long long)t->page,
+			    b->slots[t->s].id, (unsigned long long)t->page,
 			    t->last >= 0 ? strat_name[t->last] : "-");
 		lost++;
-		st[t->last >= 0 ? t->last : (int)sx].lost++;
+		b->st[t->last >= 0 ? t->last : (int)sx].lost++;
 	}
-	resume_all();
-	wait_running();
+	resume_all(b);
+	wait_running(b);
 
-	read_counters(&c0);
-	mark_stores();
+	read_counters(b, &c0);
+	mark_stores(b);
 	t0 = now_ns();
 	switch (sx) {
-	case S_PERPAGE: ioctls = do_perpage(&pages); break;
-	case S_MERGED: ioctls = do_merged(&pages); break;
-	case S_FLOOR: ioctls = do_floor(&pages); break;
-	default: ioctls = do_library(&pages, &exact); break;
+	case S_PERPAGE: ioctls = do_perpage(b, &pages); break;
+	case S_MERGED: ioctls = do_merged(b, &pages); break;
+	case S_FLOOR: ioctls = do_floor(b, &pages); break;
+	case S_BATCHED: ioctls = do_library(b, b->ctx, &pages, &exact); break;
+	case S_FALLBACK: ioctls = do_library(b, b->fbctx, &pages, &exact); break;
+	case S_NATIVE: ioctls = do_library(b, b->natctx, &pages, &exact); break;
+	default: fail("strategy %d cannot run", (int)sx);
 	}
 	t1 = now_ns();
-	n_st = stores();
-	read_counters(&c1);
+	n_st = stores(b);
+	read_counters(b, &c1);
 	if (sx == S_BATCHED)
-		cross_check(&c0, &c1, ioctls, pages);
+		cross_check(b, &c0, &c1, ioctls, pages);
+	switch (sx) {
+	case S_PERPAGE: words = ioctls; break;
+	case S_FLOOR: words = b->floor_words; break;
+	case S_FALLBACK: {
+		uint64_t groups;
+
+		words = fallback_words(b, &groups);
+		if (groups != ioctls)
+			b->fb_word_mismatch++;
+		break;
+	}
+	default: words = b->merged_words; break;
+	}
 
 	/* "send": the pages whose bits were just cleared */
-	for (i = 0; i < ntp; i++) {
-		struct tpage *t = &tp[i];
+	for (i = 0; i < b->ntp; i++) {
+		struct tpage *t = &b->tp[i];
 
-		if (test_bit64(slots[t->s].log, t->page)) {
+		if (test_bit64(b->slots[t->s].log, t->page)) {
 			memcpy(t->sent, t->hva, PAGE_SIZE);
 			t->last = sx;
 		}
 	}
 	/* the rest of the throughput window, busy (see window_ns) */
 	t2 = now_ns();
-	if (t2 - t0 > busy_max_ns)
-		busy_max_ns = t2 - t0;
-	while (t2 - t0 < window_ns) {
+	if (t2 - t0 > b->busy_max_ns)
+		b->busy_max_ns = t2 - t0;
+	while (t2 - t0 < b->window_ns) {
 		__builtin_ia32_pause();
 		t2 = now_ns();
 	}
-	n_win = stores();
-	mark_stores();
-	ok = wait_full_pass();
+	n_win = stores(b);
+	mark_stores(b);
+	ok = wait_full_pass(b);
 
 	if (!record)
 		return;
@@ -926,17 +1087,19 @@ static void round_once(enum strat sx, bool record)
 	S->clear_ns += t1 - t0;
 	S->win_ns += t2 - t0;
 	S->win_stores += n_win;
-	S->over_window += window_ns && t2 - t0 > window_ns + window_ns / 20;
+	S->over_window += b->window_ns && t2 - t0 > b->window_ns + b->window_ns / 20;
 	S->ioctls += ioctls;
 	S->pages += pages;
+	S->words += words;
 	S->exact = exact;
 	S->stores += n_st;
 	S->exits += c1.exits - c0.exits;
 	S->pf += c1.pf - c0.pf;
 	for (i = 0; i < NVSTAT; i++)
 		S->vstat[i] += c1.vstat[i] - c0.vstat[i];
-	S->flushes += have_flush_req ? c1.kvm_flush_req - c0.kvm_flush_req :
-				       c1.kvm_flush - c0.kvm_flush;
+	S->flushes += b->have_flush_req ? c1.kvm_flush_req - c0.kvm_flush_req :
+					  c1.kvm_flush - c0.kvm_flush;
+	S->kicks += b->have_flush ? c1.kvm_flush - c0.kvm_flush : 0;
 	if (sx == S_BATCHED) {
 		S->holds += c1.mod.mmu_lock_holds - c0.mod.mmu_lock_holds;
 		S->breaks += c1.mod.lock_breaks - c0.mod.lock_breaks;
@@ -948,7 +1111,7 @@ static void round_once(enum strat sx, bool record)
 }
 
 /* ------------------------------------------------------------------ */
-/* Results                                                            */
+/* Summary of the rounds                                               */
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -967,586 +1130,286 @@ static double pct(const uint64_t *sorted, unsigned int n, double p)
 	return sorted[k - 1] / 1000.0;
 }
 
-static const char *kernel_label(void)
+/* Variance of the mean of a strategy's per-round guest pages/s. */
+static double var_of_mean(const struct sstats *S)
 {
-	static struct utsname u;
+	double m = 0, v = 0;
+	unsigned int i;
 
-	if (opt.label)
-		return opt.label;
-	uname(&u);
-	return u.release;
+	if (S->n < 2)
+		return 0;
+	for (i = 0; i < S->n; i++)
+		m += S->wgps[i];
+	m /= S->n;
+	for (i = 0; i < S->n; i++)
+		v += (S->wgps[i] - m) * (S->wgps[i] - m);
+	return v / (S->n - 1) / S->n;
 }
 
-static int ref_strat(void)
+static void summarize(struct bench *b)
 {
-	if (enabled[S_BATCHED])
-		return S_BATCHED;
-	if (enabled[S_FALLBACK])
-		return S_FALLBACK;
-	return S_FLOOR;
-}
+	struct bench_result *R = b->res;
+	int i, k;
 
-static void fmt_rate(char *buf, size_t len, double v)
-{
-	if (v >= 1e6)
-		snprintf(buf, len, "%.2fM", v / 1e6);
-	else if (v >= 1e3)
-		snprintf(buf, len, "%.1fk", v / 1e3);
-	else
-		snprintf(buf, len, "%.0f", v);
-}
-
-static uint64_t report(void)
-{
-	int ref = ref_strat(), i;
-	uint64_t lost = 0;
-	const char *k = kernel_label();
-
-	for (i = 0; i < norder; i++) {
-		struct sstats *S = &st[order[i]];
-
-		qsort(S->ns, S->n, sizeof(*S->ns), cmp_u64);
-		S->median_us = S->n % 2 ? S->ns[S->n / 2] / 1000.0 :
-			       (S->ns[S->n / 2 - 1] + S->ns[S->n / 2]) / 2000.0;
-		S->p99_us = pct(S->ns, S->n, 99);
-		S->gps = S->win_ns ? S->win_stores * 1e9 / S->win_ns : 0;
-		S->gps_clear = S->clear_ns ? S->stores * 1e9 / S->clear_ns : 0;
-	}
-	for (i = 0; i < norder; i++) {
-		struct sstats *S = &st[order[i]];
-
-		S->ratio = st[ref].median_us > 0 ? S->median_us / st[ref].median_us : 0;
-	}
-
-	printf("\nResults (%s, %u vCPUs, %u memslots, %u runs/round, %u rounds per strategy):\n",
-	       k, opt.vcpus, nslots, nruns, opt.rounds);
-	printf("%-9s %11s %11s %9s %8s %8s %7s %8s %8s %11s %5s\n",
-	       "strategy", "median_us", "p99_us", "vs_" , "ioctls", "mmu_lock", "lock",
-	       "tlb", "pages", "guest", "lost");
-	printf("%-9s %11s %11s %9s %8s %8s %7s %8s %8s %11s %5s\n",
-	       "", "/round", "/round", strat_name[ref], "/round", "holds/rd", "brk/rd",
-	       "flush/rd", "clr/rd", "pages/s", "pages");
-	for (i = 0; i < norder; i++) {
-		struct sstats *S = &st[order[i]];
-		double n = S->n ? S->n : 1;
-		char g[32];
-
-		fmt_rate(g, sizeof(g), S->gps);
-		printf("%-9s %11.1f %11.1f %8.2fx %8.1f %8.1f %7.1f %8.1f %8.1f %11s %5llu\n",
-		       strat_name[order[i]], S->median_us, S->p99_us, S->ratio,
-		       S->ioctls / n, S->holds / n, S->breaks / n, S->flushes / n,
-		       S->pages / n, g, (unsigned long long)S->lost);
-		lost += S->lost;
-	}
-	if (enabled[S_BATCHED]) {
-		printf("  batched cross-check: module counted %.1f TLB flushes/round; "
-		       "pages cleared are the module's exact count\n",
-		       st[S_BATCHED].mod_flushes / (double)(st[S_BATCHED].n ? st[S_BATCHED].n : 1));
-		printf("  batched counters, all %u clears: KVM %llu TLB flush requests (%llu of them kicked a vCPU),"
-		       " module %llu TLB flushes: %s%s\n",
-		       xcheck_rounds, (unsigned long long)xcheck_kvm,
-		       (unsigned long long)xcheck_kick, (unsigned long long)xcheck_mod,
-		       xcheck_bad ? "DISAGREE, first: " : "agree", xcheck_bad ? xcheck_first : "");
-	}
-	printf("  MMU-lock holds: one per KVM_CLEAR_DIRTY_LOG (KVM takes it for every call),"
-	       " the module's counter for batched; TLB flushes: KVM's %s statistic\n",
-	       have_flush_req ? "remote_tlb_flush_requests" : have_flush ? "remote_tlb_flush" :
-	       "(unavailable)");
-	printf("  vCPU 0 during the clears, per round:");
-	for (i = 0; i < norder; i++) {
-		struct sstats *S = &st[order[i]];
+	R->ref = b->enabled[S_BATCHED] ? S_BATCHED : b->enabled[S_FALLBACK] ? S_FALLBACK :
+		 b->enabled[S_FLOOR] ? S_FLOOR : b->norder ? b->order[0] : S_FLOOR;
+	for (i = 0; i < b->norder; i++) {
+		struct sstats *S = &b->st[b->order[i]];
+		struct strat_result *o = &R->s[b->order[i]];
 		double n = S->n ? S->n : 1;
 
-		printf("%s %s %.0f exits, %.0f page faults", i ? ";" : "",
-		       strat_name[order[i]], S->exits / n, S->pf / n);
-	}
-	printf("\n");
-	if (window_ns)
-		printf("  guest pages/s: the vCPUs' page writes per second over %.0f ms from the start\n"
-		       "    of each clear, the same window for every strategy (it holds the slowest\n"
-		       "    clear; the migration thread stays busy to its end); over the clear alone:",
-		       window_ns / 1e6);
-	else
-		printf("  guest pages/s: the vCPUs' page writes per second over each round's own clear\n"
-		       "    + send (--warmup 0: no common window); over the clear alone:");
-	for (i = 0; i < norder; i++) {
-		char g[32];
-
-		fmt_rate(g, sizeof(g), st[order[i]].gps_clear);
-		printf("%s %s %s", i ? "," : "", strat_name[order[i]], g);
-	}
-	printf("\n");
-	for (i = 0; i < norder; i++)
-		if (st[order[i]].over_window)
-			printf("  note: %s: %llu rounds took longer than the window; their window was "
-			       "the round's own clear + send\n", strat_name[order[i]],
-			       (unsigned long long)st[order[i]].over_window);
-	if (verbose) {
-		unsigned int v;
-
-		printf("  vCPU 0 statistics during the clears, per round:\n  %-26s", "");
-		for (i = 0; i < norder; i++)
-			printf(" %10s", strat_name[order[i]]);
-		printf("\n");
-		for (v = 0; v < NVSTAT; v++) {
-			printf("  %-26s", vstat_names[v]);
-			for (i = 0; i < norder; i++)
-				printf(" %10.1f", st[order[i]].vstat[v] /
-				       (double)(st[order[i]].n ? st[order[i]].n : 1));
-			printf("\n");
+		o->run = S->n > 0;
+		o->n = S->n;
+		if (S->n) {
+			qsort(S->ns, S->n, sizeof(*S->ns), cmp_u64);
+			o->median_us = S->n % 2 ? S->ns[S->n / 2] / 1000.0 :
+				       (S->ns[S->n / 2 - 1] + S->ns[S->n / 2]) / 2000.0;
+			o->p99_us = pct(S->ns, S->n, 99);
 		}
+		o->gps = S->win_ns ? S->win_stores * 1e9 / S->win_ns : 0;
+		o->gps_clear = S->clear_ns ? S->stores * 1e9 / S->clear_ns : 0;
+		o->ioctls = S->ioctls / n;
+		o->holds = S->holds / n;
+		o->breaks = S->breaks / n;
+		o->flushes = S->flushes / n;
+		o->kicks = S->kicks / n;
+		o->mod_flushes = S->mod_flushes / n;
+		o->pages = S->pages / n;
+		o->words = S->words / n;
+		o->words_exact = b->order[i] == S_PERPAGE || b->order[i] == S_MERGED ||
+				 b->order[i] == S_FLOOR ||
+				 (b->order[i] == S_FALLBACK && !b->fb_word_mismatch);
+		o->exits = S->exits / n;
+		o->pf = S->pf / n;
+		for (k = 0; k < NVSTAT; k++)
+			o->vstat[k] = S->vstat[k] / n;
+		o->lost = S->lost;
+		o->over_window = S->over_window;
+		o->short_waits = S->short_waits;
+		o->exact = S->exact;
+		o->var_of_mean_gps = var_of_mean(S);
+		R->lost += S->lost;
 	}
-	for (i = 0; i < norder; i++)
-		if (st[order[i]].short_waits)
-			printf("  note: %s: %llu rounds where a vCPU did not finish a pass in 20 s\n",
-			       strat_name[order[i]], (unsigned long long)st[order[i]].short_waits);
+	for (i = 0; i < b->norder; i++) {
+		struct strat_result *o = &R->s[b->order[i]];
 
-	/* targets */
-	if (enabled[S_BATCHED]) {
-		struct sstats *B = &st[S_BATCHED];
-
-		printf("\nTargets (ratios of medians from this run):\n");
-		if (enabled[S_PERPAGE])
-			printf("  batched >= 50x faster than per-page:   %7.1fx  %s\n",
-			       st[S_PERPAGE].ratio, st[S_PERPAGE].ratio >= 50 ? "PASS" : "MISS");
-		if (enabled[S_MERGED])
-			printf("  batched >= 3x faster than merged:      %7.1fx  %s\n",
-			       st[S_MERGED].ratio, st[S_MERGED].ratio >= 3 ? "PASS" : "MISS");
-		if (enabled[S_FLOOR])
-			printf("  batched within 1.2x of floor:          %7.2fx  %s\n",
-			       1 / st[S_FLOOR].ratio, 1 / st[S_FLOOR].ratio <= 1.2 ? "PASS" : "MISS");
-		if (enabled[S_MERGED]) {
-			const struct sstats *M = &st[S_MERGED];
-			double noise = 2 * sqrt(var_of_mean(B) + var_of_mean(M));
-			char a[32], b[32];
-
-			/*
-			 * "Not lower": higher, or lower by less than twice the
-			 * standard error of the difference of the per-round
-			 * means (a tie: the rounds vary more than that).
-			 */
-			fmt_rate(a, sizeof(a), B->gps);
-			fmt_rate(b, sizeof(b), M->gps);
-			printf("  guest pages/s during batched >= merged: %s vs %s (%+.1f%%, noise +-%.1f%%)  %s\n",
-			       a, b, M->gps > 0 ? 100 * (B->gps / M->gps - 1) : 0,
-			       M->gps > 0 ? 100 * noise / M->gps : 0,
-			       B->gps >= M->gps ? "PASS" :
-			       M->gps - B->gps <= noise ? "PASS (tie)" : "MISS");
-		}
+		o->ratio = R->s[R->ref].median_us > 0 ? o->median_us / R->s[R->ref].median_us : 0;
 	}
-	if (enabled[S_BATCHED])
-		printf("  KVM's and the module's counters agree: %u of %u clears  %s\n",
-		       xcheck_rounds - xcheck_bad, xcheck_rounds, xcheck_bad ? "MISS" : "PASS");
-	printf("  lost_pages 0 everywhere:                %s\n", lost ? "MISS" : "PASS");
+	memcpy(R->order, b->order, sizeof(R->order));
+	R->norder = b->norder;
+	R->nslots = b->nslots;
+	R->nruns = b->nruns;
+	R->ntp = b->ntp;
+	R->window_ns = b->window_ns;
+	R->checked_pages = b->checked_pages;
+	R->flush_stat = b->have_flush_req ? "remote_tlb_flush_requests" :
+			b->have_flush ? "remote_tlb_flush" : "(unavailable)";
+	if (b->fb_word_mismatch)
+		snprintf(R->fallback_words_note, sizeof(R->fallback_words_note),
+			 "fallback: in %u rounds the library's ioctls were not the groups of words "
+			 "computed here: its words walked are an estimate", b->fb_word_mismatch);
+}
 
-	/* machine-readable, picked up by scripts/bench.sh */
-	for (i = 0; i < norder; i++) {
-		struct sstats *S = &st[order[i]];
-		double n = S->n ? S->n : 1;
+static void free_bench(struct bench *b)
+{
+	unsigned int i;
 
-		printf("csv: %s,%s,%u,%u,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.0f,%llu\n",
-		       strat_name[order[i]], k, opt.vcpus, S->n, S->pages / n,
-		       S->median_us, S->p99_us, S->ioctls / n, S->holds / n,
-		       S->flushes / n, S->gps, (unsigned long long)S->lost);
+	if (b->ctx)
+		dirtybatch_close(b->ctx);
+	if (b->fbctx)
+		dirtybatch_close(b->fbctx);
+	if (b->natctx)
+		dirtybatch_close(b->natctx);
+	for (i = 1; i < b->cfg.vcpus && b->vm; i++) {
+		if (b->vcpus[i].run)
+			munmap(b->vcpus[i].run, b->vcpus[i].run_size);
+		if (b->vcpus[i].fd > 0)
+			close(b->vcpus[i].fd);
 	}
-	fflush(stdout);
-	return lost;
+	if (b->vm)
+		vm_free(b->vm);
+	if (b->dbfd >= 0)
+		close(b->dbfd);
+	for (i = 0; b->slots && i < b->nslots; i++) {
+		free(b->slots[i].log);
+		free(b->slots[i].runmask);
+		free(b->slots[i].scratch);
+	}
+	free(b->slots);
+	for (i = 0; b->tp && i < b->ntp; i++)
+		free(b->tp[i].sent);
+	free(b->tp);
+	free(b->runs);
+	for (i = 0; i < NSTRAT; i++) {
+		free(b->st[i].ns);
+		free(b->st[i].wgps);
+	}
+	free(b);
+}
+
+static void expect(const struct bench *b, enum strat s, struct bench_expect *e)
+{
+	unsigned int i, with_runs = 0;
+
+	for (i = 0; i < b->nslots; i++)
+		with_runs += !!b->slots[i].nruns;
+	e->pages = b->ntp;
+	switch (s) {
+	case S_PERPAGE: e->ioctls = b->ntp; e->words = b->ntp; break;
+	case S_MERGED: e->ioctls = b->nruns; e->words = b->merged_words; break;
+	case S_FLOOR: e->ioctls = with_runs; e->words = b->floor_words; break;
+	case S_FALLBACK: e->ioctls = with_runs; e->words = b->merged_words; break;
+	default: e->ioctls = 1; e->words = b->merged_words; break;
+	}
 }
 
 /* ------------------------------------------------------------------ */
-/* SVG chart of a summary CSV                                          */
+/* A run                                                              */
 
-struct row {
-	char strategy[32], kernel[96];
-	double median, p99;
-};
-
-static void xml_puts(FILE *f, const char *s)
+int bench_run(const struct bench_cfg *cfg, const char *label, bench_admit_fn admit,
+	      void *admit_arg, struct bench_result *res, char *err, size_t errlen)
 {
-	for (; *s; s++)
-		if (*s == '<')
-			fputs("&lt;", f);
-		else if (*s == '&')
-			fputs("&amp;", f);
-		else
-			fputc(*s, f);
-}
-
-/* A duration in microseconds, for people. */
-static void fmt_us(char *buf, size_t len, double us)
-{
-	if (us >= 1e6)
-		snprintf(buf, len, "%.3g s", us / 1e6);
-	else if (us >= 1e3)
-		snprintf(buf, len, "%.3g ms", us / 1e3);
-	else
-		snprintf(buf, len, "%.3g us", us);
-}
-
-/* Median of the group's batched row, else its fallback row, else 0. */
-static double group_ref(const struct row *rows, int n, const char *kernel)
-{
-	double fb = 0;
-	int i;
-
-	for (i = 0; i < n; i++) {
-		if (strcmp(rows[i].kernel, kernel))
-			continue;
-		if (!strcmp(rows[i].strategy, "batched"))
-			return rows[i].median;
-		if (!strcmp(rows[i].strategy, "fallback"))
-			fb = rows[i].median;
-	}
-	return fb;
-}
-
-static int render_svg(const char *in, const char *out)
-{
-	static const char *const colors[] = {
-		"#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b",
-	};
-	struct row rows[64];
-	char line[512], groups[8][96];
-	int nrows = 0, ngroups = 0, i, g;
-	double lo = 1e300, hi = 0, x0 = 150, w = 560, y;
-	FILE *f = fopen(in, "r"), *o;
-
-	if (!f) {
-		perror(in);
-		return 1;
-	}
-	while (fgets(line, sizeof(line), f) && nrows < 64) {
-		struct row *r = &rows[nrows];
-		char *tok[12], *p = line, *sv;
-		int n = 0;
-
-		if (!strncmp(line, "strategy,", 9))
-			continue;
-		while (n < 12 && (tok[n] = strtok_r(n ? NULL : p, ",\n", &sv)))
-			n++;
-		if (n < 12)
-			continue;
-		snprintf(r->strategy, sizeof(r->strategy), "%s", tok[0]);
-		snprintf(r->kernel, sizeof(r->kernel), "%s", tok[1]);
-		r->median = atof(tok[5]);
-		r->p99 = atof(tok[6]);
-		if (r->median <= 0)
-			continue;
-		for (g = 0; g < ngroups && strcmp(groups[g], r->kernel); g++)
-			;
-		if (g == ngroups && ngroups < 8)
-			snprintf(groups[ngroups++], sizeof(groups[0]), "%s", r->kernel);
-		lo = fmin(lo, r->median);
-		hi = fmax(hi, fmax(r->median, r->p99));
-		nrows++;
-	}
-	fclose(f);
-	if (!nrows) {
-		fprintf(stderr, "%s: no rows\n", in);
-		return 1;
-	}
-	lo = pow(10, floor(log10(lo)));
-	hi = pow(10, ceil(log10(hi)));
-	if (hi <= lo)
-		hi = lo * 10;
-	o = fopen(out, "w");
-	if (!o) {
-		perror(out);
-		return 1;
-	}
-#define XPOS(v) (x0 + w * (log10(v) - log10(lo)) / (log10(hi) - log10(lo)))
-	{
-		double height = 70 + nrows * 22 + ngroups * 30 + 40;
-		double d;
-
-		fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
-			"height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
-			x0 + w + 170, height);
-		fprintf(o, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-		fprintf(o, "<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">"
-			"Dirty-log clear time per migration sync round</text>\n");
-		fprintf(o, "<text x=\"10\" y=\"38\" fill=\"#555\">median, p99 whisker, "
-			"log scale; (Nx) = time / batched (host: / libdirtybatch fallback)</text>\n");
-		for (d = lo; d <= hi * 1.0001; d *= 10) {
-			double x = XPOS(d);
-
-			fprintf(o, "<line x1=\"%.1f\" y1=\"46\" x2=\"%.1f\" y2=\"%.0f\" "
-				"stroke=\"#ddd\"/>\n", x, x, height - 30);
-			char lbl[32];
-
-			fmt_us(lbl, sizeof(lbl), d);
-			fprintf(o, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n",
-				x, height - 14, lbl);
-		}
-		y = 56;
-		for (g = 0; g < ngroups; g++) {
-			double ref = group_ref(rows, nrows, groups[g]);
-
-			fprintf(o, "<text x=\"10\" y=\"%.0f\" font-weight=\"bold\">", y + 12);
-			xml_puts(o, groups[g]);
-			fprintf(o, "</text>\n");
-			y += 22;
-			for (i = 0; i < nrows; i++) {
-				struct row *r = &rows[i];
-				int c = 0;
-				unsigned int k;
-
-				if (strcmp(r->kernel, groups[g]))
-					continue;
-				for (k = 0; k < NSTRAT; k++)
-					if (!strcmp(strat_name[k], r->strategy))
-						c = k;
-				fprintf(o, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">", x0 - 8, y + 12);
-				xml_puts(o, r->strategy);
-				fprintf(o, "</text>\n<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" "
-					"height=\"16\" fill=\"%s\"/>\n", x0, y,
-					fmax(XPOS(r->median) - x0, 1), colors[c % 6]);
-				fprintf(o, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" "
-					"stroke=\"black\"/>\n", XPOS(r->median), y + 8,
-					XPOS(fmax(r->p99, r->median)), y + 8);
-				fprintf(o, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" "
-					"stroke=\"black\"/>\n", XPOS(fmax(r->p99, r->median)), y + 3,
-					XPOS(fmax(r->p99, r->median)), y + 13);
-				{
-					char lbl[64], v[32];
-
-					fmt_us(v, sizeof(v), r->median);
-					if (ref > 0 && r->median != ref)
-						snprintf(lbl, sizeof(lbl), "%s (%.3gx)", v,
-							 r->median / ref);
-					else
-						snprintf(lbl, sizeof(lbl), "%s", v);
-					fprintf(o, "<text x=\"%.1f\" y=\"%.0f\">%s</text>\n",
-						XPOS(fmax(r->p99, r->median)) + 6, y + 12, lbl);
-				}
-				y += 22;
-			}
-			y += 8;
-		}
-		fprintf(o, "</svg>\n");
-	}
-#undef XPOS
-	if (fclose(o)) {
-		perror(out);
-		return 1;
-	}
-	return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* main                                                               */
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-"usage: dirtybatch_migration_bench [options]\n"
-"       dirtybatch_migration_bench --svg SUMMARY.csv OUT.svg\n"
-"\n"
-"A VM's vCPUs dirty memory while the host syncs the dirty log and clears it\n"
-"round after round, with each strategy in turn on the same VM.\n"
-"\n"
-"  --vcpus N        vCPUs writing memory (default %u, at most %u)\n"
-"  --mem MIB        guest RAM, over the large memslots (default %u)\n"
-"  --ram-slots N    large (RAM) memslots (default %u)\n"
-"  --slots N        dirty-logged memslots in all, the others small ones\n"
-"                   with sizes not multiples of 64 pages (default %u, at most %u)\n"
-"  --runs N         clear requests per round, starts not 64-page aligned\n"
-"                   (default %u)\n"
-"  --dirty N        dirty rate: pages the vCPUs dirty between two syncs,\n"
-"                   spread over the runs (default %u)\n"
-"  --rounds N       measured rounds per strategy (default %u)\n"
-"  --warmup N       unmeasured rounds per strategy first (default %u)\n"
-"  --budget S       measure for at most about S seconds: no new cycle of\n"
-"                   rounds once the last one says it would end later\n"
-"                   (0 = no limit, the default)\n"
-"  --strategies L   comma-separated subset of per-page,merged,batched,floor,\n"
-"                   fallback (default: the first four; with --host: per-page,\n"
-"                   merged,floor,fallback)\n"
-"  --host           no module: libdirtybatch's fallback instead of batched\n"
-"  --label S        kernel label for the CSV (default: uname -r)\n"
-"  --seed N         layout seed (default 1)\n"
-"  --window-ms N    the guest throughput window from the start of each clear,\n"
-"                   the same for every strategy (default: the warm-up's\n"
-"                   slowest clear + send, plus a quarter)\n"
-"  --verbose        more KVM statistics of vCPU 0 per strategy\n"
-"  --check-counters exit 5 if, for a batched clear, KVM's TLB flush count\n"
-"                   (remote_tlb_flush_requests) is not the module's, or the\n"
-"                   module's calls or pages are not the library's (make\n"
-"                   check's smoke run; always reported)\n"
-"\n"
-"Prints progress, a table, target PASS/MISS lines and 'csv: ' lines.\n"
-"Exit: 0, 3 if a dirty page was lost, 5 with --check-counters if the\n"
-"counters disagree, 4 if KVM (or the module) is missing, 1 on error,\n"
-"2 on usage error.\n",
-		opt.vcpus, MAX_VCPUS, opt.mem_mib, opt.ram_slots, opt.slots, MAX_LOGGED,
-		opt.runs, opt.dirty, opt.rounds, opt.warmup);
-}
-
-static unsigned int num_arg(const char *name, const char *v, unsigned int min,
-			    unsigned int max)
-{
-	char *end;
-	unsigned long n;
-
-	errno = 0;
-	n = strtoul(v, &end, 0);
-	if (errno || *end || !*v || n < min || n > max) {
-		fprintf(stderr, "migration_bench: --%s: want %u..%u, got '%s'\n", name,
-			min, max, v);
-		exit(2);
-	}
-	return n;
-}
-
-static void parse(int argc, char **argv)
-{
-	static const struct option lo[] = {
-		{ "vcpus", 1, NULL, 'v' }, { "mem", 1, NULL, 'm' },
-		{ "ram-slots", 1, NULL, 'R' }, { "slots", 1, NULL, 's' },
-		{ "runs", 1, NULL, 'n' }, { "dirty", 1, NULL, 'd' },
-		{ "rounds", 1, NULL, 'r' }, { "warmup", 1, NULL, 'w' },
-		{ "strategies", 1, NULL, 'S' }, { "host", 0, NULL, 'H' },
-		{ "label", 1, NULL, 'l' }, { "seed", 1, NULL, 'x' },
-		{ "budget", 1, NULL, 'b' }, { "verbose", 0, NULL, 'V' },
-		{ "window-ms", 1, NULL, 'W' }, { "check-counters", 0, NULL, 'C' },
-		{ "help", 0, NULL, 'h' }, { "svg", 0, NULL, 'G' }, { 0 },
-	};
-	int c;
-
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-		switch (c) {
-		case 'v': opt.vcpus = num_arg("vcpus", optarg, 1, MAX_VCPUS); break;
-		case 'm': opt.mem_mib = num_arg("mem", optarg, 16, 3072); break;
-		case 'R': opt.ram_slots = num_arg("ram-slots", optarg, 1, MAX_LOGGED); break;
-		case 's': opt.slots = num_arg("slots", optarg, 1, MAX_LOGGED); break;
-		case 'n': opt.runs = num_arg("runs", optarg, 1, 1000000); break;
-		case 'd': opt.dirty = num_arg("dirty", optarg, 1, 1000000); break;
-		case 'r': opt.rounds = num_arg("rounds", optarg, 1, 100000); break;
-		case 'w': opt.warmup = num_arg("warmup", optarg, 0, 1000); break;
-		case 'S': opt.strategies = optarg; break;
-		case 'H': opt.host = true; break;
-		case 'l': opt.label = optarg; break;
-		case 'V': verbose = true; break;
-		case 'C': opt.check_counters = true; break;
-		case 'b': opt.budget = num_arg("budget", optarg, 0, 86400); break;
-		case 'W': opt.window_ms = num_arg("window-ms", optarg, 1, 600000); break;
-		case 'x': opt.seed = num_arg("seed", optarg, 0, UINT_MAX); break;
-		case 'G':
-			if (argc - optind != 2) {
-				usage(stderr);
-				exit(2);
-			}
-			exit(render_svg(argv[optind], argv[optind + 1]));
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); exit(2);
-		}
-	}
-	if (optind != argc) {
-		usage(stderr);
-		exit(2);
-	}
-	if (opt.ram_slots > opt.slots) {
-		fprintf(stderr, "migration_bench: --ram-slots %u > --slots %u\n",
-			opt.ram_slots, opt.slots);
-		exit(2);
-	}
-}
-
-static void parse_strategies(void)
-{
-	char buf[256], *p, *sv;
-	unsigned int k;
-
-	snprintf(buf, sizeof(buf), "%s", opt.strategies ? opt.strategies :
-		 opt.host ? "per-page,merged,floor,fallback" :
-			    "per-page,merged,batched,floor");
-	for (p = strtok_r(buf, ",", &sv); p; p = strtok_r(NULL, ",", &sv)) {
-		for (k = 0; k < NSTRAT && strcmp(p, strat_name[k]); k++)
-			;
-		if (k == NSTRAT) {
-			fprintf(stderr, "migration_bench: unknown strategy '%s'\n", p);
-			exit(2);
-		}
-		if (!enabled[k])
-			order[norder++] = k;
-		enabled[k] = true;
-	}
-}
-
-int main(int argc, char **argv)
-{
-	struct dirtybatch_memslot ml[MAX_LOGGED];
-	struct dirtybatch_opts dopts = { .sz = sizeof(dopts) };
+	struct bench *b = zalloc(sizeof(*b));
+	struct dirtybatch_memslot *ml;
+	const struct bench_cfg *o;
 	const char *why = NULL;
-	uint64_t lost, total_run_pages = 0, misaligned = 0, t_setup, t_last;
-	unsigned int i, c, k, total_rounds, done_rounds = 0, slots_with_runs = 0;
-	unsigned int budget_hit = 0;
+	uint64_t t_setup, t_last, t_begin = now_ns();
+	unsigned int i, c, k, total_rounds, done_rounds = 0;
 	int e;
 
-	t_start = now_ns();
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	parse(argc, argv);
-	parse_strategies();
-	rs = opt.seed;
+	memset(res, 0, sizeof(*res));
+	b->cfg = *cfg;
+	o = &b->cfg;
+	b->res = res;
+	b->rs = o->seed;
+	b->dbfd = -1;
+	b->have_flush_req = b->have_flush = true;
+	quiet = o->quiet;
+	res->cfg = *cfg;
+	if (label) {
+		snprintf(res->label, sizeof(res->label), "%s", label);
+	} else {
+		struct utsname u;
 
+		uname(&u);
+		snprintf(res->label, sizeof(res->label), "%s", u.release);
+	}
+	if (!t_start)
+		t_start = now_ns();
+
+	if (o->slots > MAX_LOGGED || o->ram_slots > o->slots || o->vcpus > MAX_VCPUS) {
+		snprintf(err, errlen, "--slots %u, --ram-slots %u, --vcpus %u: at most %u, --slots, %u",
+			 o->slots, o->ram_slots, o->vcpus, MAX_LOGGED, MAX_VCPUS);
+		free_bench(b);
+		return 2;
+	}
+	if (build_layout(b, err, errlen)) {
+		free_bench(b);
+		return 2;
+	}
+	build_pages(b);
+	res->nslots = b->nslots;
+	res->nruns = b->nruns;
+	res->ntp = b->ntp;
+
+	/* which strategies: asked for, available, admitted */
+	for (k = 0; k < NSTRAT; k++) {
+		struct bench_expect ex;
+
+		if (!o->strat[k])
+			continue;
+		if (k == S_NATIVE && !native_backend_available(&why)) {
+			snprintf(res->s[k].skipped, sizeof(res->s[k].skipped), "%s", why);
+			continue;
+		}
+		expect(b, k, &ex);
+		if (admit && !admit(admit_arg, k, &ex, res->s[k].skipped,
+				    sizeof(res->s[k].skipped)))
+			continue;
+		b->enabled[k] = true;
+		b->order[b->norder++] = k;
+	}
 	if (!kvm_available(&why)) {
 		printf("migration_bench: SKIP: %s\n", why);
+		free_bench(b);
 		return EXIT_SKIP;
 	}
-	if (enabled[S_BATCHED]) {
-		dbfd = open("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, O_RDWR | O_CLOEXEC);
-		if (dbfd < 0) {
+	if (b->enabled[S_BATCHED]) {
+		b->dbfd = open("/dev/" KVM_DIRTYBATCH_DEVICE_NAME, O_RDWR | O_CLOEXEC);
+		if (b->dbfd < 0) {
 			printf("migration_bench: SKIP: /dev/%s: %s (load the module, or use --host)\n",
 			       KVM_DIRTYBATCH_DEVICE_NAME, strerror(errno));
+			free_bench(b);
 			return EXIT_SKIP;
 		}
 	}
+	if (!b->norder) {
+		free_bench(b);
+		return 0;
+	}
 
-	vm = vm_create(true);
-	build_layout();
-	for (i = 0; i < nslots; i++) {
-		struct bslot *s = &slots[i];
+	b->vm = vm_create(true);
+	ml = zalloc(sizeof(*ml) * b->nslots);
+	for (i = 0; i < b->nslots; i++) {
+		struct bslot *s = &b->slots[i];
 
-		s->hva = vm_add_slot(vm, s->id, s->gpa, s->npages, KVM_MEM_LOG_DIRTY_PAGES);
-		ml[i] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = s->id,
+		s->hva = vm_add_slot(b->vm, s->id, s->gpa, s->npages, KVM_MEM_LOG_DIRTY_PAGES);
+		ml[i] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot),
+			.slot = s->id, .userspace_addr = (uint64_t)(uintptr_t)s->hva,
+			.generation = 1,
 			.guest_phys_addr = s->gpa, .npages = s->npages };
-		slots_with_runs += !!s->nruns;
+		res->slots_with_runs += !!s->nruns;
 	}
-	build_pages();
-	setup_vcpus();
-	for (i = 0; i < nruns; i++) {
-		total_run_pages += runs[i].len;
-		misaligned += runs[i].start % 64 != 0;
+	map_pages(b);
+	setup_vcpus(b);
+	for (i = 0; i < b->nruns; i++) {
+		res->total_run_pages += b->runs[i].len;
+		res->misaligned += b->runs[i].start % 64 != 0;
 	}
+	/* one context per library strategy, each forced to its backend */
+	for (k = 0; k < 3; k++) {
+		static const struct {
+			enum strat s;
+			uint32_t backend;
+			int mode;
+		} lib[] = {
+			{ S_BATCHED, DIRTYBATCH_BACKEND_SHIM, DIRTYBATCH_MODE_MODULE },
+			{ S_FALLBACK, DIRTYBATCH_BACKEND_FALLBACK, DIRTYBATCH_MODE_FALLBACK },
+			{ S_NATIVE, DIRTYBATCH_BACKEND_NATIVE, DIRTYBATCH_MODE_NATIVE },
+		};
+		struct dirtybatch_ctx **cp = k == 0 ? &b->ctx : k == 1 ? &b->fbctx : &b->natctx;
+		struct dirtybatch_opts dopts = { .sz = sizeof(dopts), .backend = lib[k].backend };
 
-	if (enabled[S_BATCHED] || enabled[S_FALLBACK]) {
-		if (enabled[S_BATCHED] && enabled[S_FALLBACK])
-			fail("batched and fallback need two contexts: pick one");
-		dopts.flags = enabled[S_FALLBACK] ? DIRTYBATCH_OPEN_FALLBACK : 0;
-		e = dirtybatch_open(vm->fd, &dopts, &ctx);
+		if (!b->enabled[lib[k].s])
+			continue;
+		e = dirtybatch_open(b->vm->fd, &dopts, cp);
 		if (e)
-			fail("dirtybatch_open: %s", strerror(-e));
-		e = dirtybatch_set_layout(ctx, ml, nslots);
+			fail("dirtybatch_open (%s): %s", strat_name[lib[k].s], strerror(-e));
+		e = dirtybatch_set_layout(*cp, ml, b->nslots);
 		if (e)
 			fail("dirtybatch_set_layout: %s", strerror(-e));
-		if (enabled[S_BATCHED] && dirtybatch_mode(ctx) != DIRTYBATCH_MODE_MODULE)
-			fail("libdirtybatch did not pick the module");
+		if (dirtybatch_mode(*cp) != lib[k].mode)
+			fail("libdirtybatch did not pick the %s backend", strat_name[lib[k].s]);
 	}
+	free(ml);
 
-	say("VM: %u vCPUs; %u dirty-logged memslots: %u RAM (%u MiB) + %u small "
-	    "(sizes not multiples of 64 pages)", opt.vcpus, nslots, opt.ram_slots,
-	    opt.mem_mib, nslots - opt.ram_slots);
-	say("clear requests: %u runs/round over %u memslots, %llu pages, %llu runs "
-	    "start off a 64-page boundary", nruns, slots_with_runs,
-	    (unsigned long long)total_run_pages, (unsigned long long)misaligned);
-	say("dirty rate: the vCPUs write %u pages in a loop; each round clears them all",
-	    ntp);
-	say("method: strategies take turns on the same VM, round-robin, order rotated "
-	    "every cycle; before each sync every vCPU completes a full pass, so every "
-	    "round sees the same %u dirty pages", ntp);
-	for (k = 0; k < (unsigned int)norder; k++) {
-		st[order[k]].ns = zalloc(sizeof(uint64_t) * opt.rounds);
-		st[order[k]].wgps = zalloc(sizeof(double) * opt.rounds);
+	note("VM: %u vCPUs; %u dirty-logged memslots: %u RAM (%s %llu MiB) + %u small "
+	     "(sizes not multiples of 64 pages)", o->vcpus, b->nslots, o->ram_slots,
+	     o->ram_slot_pages ? "each" : "in all",
+	     (unsigned long long)(o->ram_slot_pages ? res->ram_slot_pages * PAGE_SIZE / MIB :
+				  o->mem_mib),
+	     b->nslots - o->ram_slots);
+	note("clear requests: %u runs/round over %u memslots, %llu pages, %llu runs "
+	     "start off a 64-page boundary", b->nruns, res->slots_with_runs,
+	     (unsigned long long)res->total_run_pages, (unsigned long long)res->misaligned);
+	note("dirty rate: the vCPUs write %u pages in a loop; each round clears them all",
+	     b->ntp);
+	note("method: strategies take turns on the same VM, round-robin, order rotated "
+	     "every cycle; before each sync every vCPU completes a full pass, so every "
+	     "round sees the same %u dirty pages", b->ntp);
+	for (k = 0; k < (unsigned int)b->norder; k++) {
+		b->st[b->order[k]].ns = zalloc(sizeof(uint64_t) * o->rounds);
+		b->st[b->order[k]].wgps = zalloc(sizeof(double) * o->rounds);
 	}
 
 	/*
@@ -1556,68 +1419,73 @@ int main(int argc, char **argv)
 	{
 		struct counters cn;
 
-		read_counters(&cn);
+		read_counters(b, &cn);
 	}
 	/* first sync: everything is dirty (INITIALLY_SET); clear all runs */
-	start_vcpus();
-	mark_stores();
-	if (!wait_full_pass())
+	start_vcpus(b);
+	mark_stores(b);
+	if (!wait_full_pass(b))
 		fail("the vCPUs made no progress in 20 s");
-	pause_all();
-	for (i = 0; i < nslots; i++)
-		vm_get_dirty_log(vm, slots[i].id, slots[i].log);
+	pause_all(b);
+	for (i = 0; i < b->nslots; i++)
+		vm_get_dirty_log(b->vm, b->slots[i].id, b->slots[i].log);
 	{
 		uint64_t pages = 0;
 
-		do_floor(&pages);
+		do_floor(b, &pages);
 	}
-	for (i = 0; i < ntp; i++)
-		memcpy(tp[i].sent, tp[i].hva, PAGE_SIZE);
-	resume_all();
-	mark_stores();
-	wait_full_pass();
+	for (i = 0; i < b->ntp; i++)
+		memcpy(b->tp[i].sent, b->tp[i].hva, PAGE_SIZE);
+	resume_all(b);
+	mark_stores(b);
+	wait_full_pass(b);
 	t_setup = now_ns();
-	say("setup done; %u warm-up + %u measured rounds per strategy, strategies: %s%s%s%s%s",
-	    opt.warmup, opt.rounds, strat_name[order[0]],
-	    norder > 1 ? ", " : "", norder > 1 ? strat_name[order[1]] : "",
-	    norder > 2 ? ", ..." : "", "");
+	note("setup done; %u warm-up + %u measured rounds per strategy, strategies: %s%s%s%s",
+	     o->warmup, o->rounds, strat_name[b->order[0]],
+	     b->norder > 1 ? ", " : "", b->norder > 1 ? strat_name[b->order[1]] : "",
+	     b->norder > 2 ? ", ..." : "");
 
-	for (c = 0; c < opt.warmup; c++)
-		for (k = 0; k < (unsigned int)norder; k++)
-			round_once(order[(c + k) % norder], false);
-	if (opt.window_ms)
-		window_ns = opt.window_ms * 1000000ULL;
-	else if (busy_max_ns)
-		window_ns = (busy_max_ns + busy_max_ns / 4 + 999999) / 1000000 * 1000000;
-	say("guest throughput window: %.0f ms from the start of each clear%s", window_ns / 1e6,
-	    opt.window_ms ? " (--window-ms)" : busy_max_ns ? " (the warm-up's slowest clear + send, "
-	    "plus a quarter)" : ": none, each round's own clear + send (--warmup 0)");
-	total_rounds = opt.rounds * norder;
+	for (c = 0; c < o->warmup; c++)
+		for (k = 0; k < (unsigned int)b->norder; k++)
+			round_once(b, b->order[(c + k) % b->norder], false);
+	if (o->window_ms) {
+		b->window_ns = o->window_ms * 1000000ULL;
+	} else if (b->busy_max_ns) {
+		b->window_ns = (b->busy_max_ns + b->busy_max_ns / 4 + 999999) / 1000000 * 1000000;
+		res->window_from_warmup = true;
+	}
+	note("guest throughput window: %.0f ms from the start of each clear%s",
+	     b->window_ns / 1e6, o->window_ms ? " (--window-ms)" : b->busy_max_ns ?
+	     " (the warm-up's slowest clear + send, plus a quarter)" :
+	     ": none, each round's own clear + send (--warmup 0)");
+	total_rounds = o->rounds * b->norder;
+	res->rounds = o->rounds;
 	t_last = now_ns();
-	for (c = 0; c < opt.rounds; c++) {
+	for (c = 0; c < o->rounds; c++) {
 		uint64_t tc = now_ns();
 
-		for (k = 0; k < (unsigned int)norder; k++) {
-			round_once(order[(c + k) % norder], true);
+		for (k = 0; k < (unsigned int)b->norder; k++) {
+			round_once(b, b->order[(c + k) % b->norder], true);
 			done_rounds++;
 		}
 		tc = now_ns() - tc;
-		if (opt.budget && c + 1 < opt.rounds &&
-		    now_ns() - t_setup + tc > opt.budget * 1000000000ULL) {
-			say("time budget of %u s reached: stopping after %u rounds per strategy",
-			    opt.budget, c + 1);
-			budget_hit = c + 1;
+		if (o->budget && c + 1 < o->rounds &&
+		    now_ns() - t_setup + tc > o->budget * 1000000000ULL) {
+			note("time budget of %u s reached: stopping after %u rounds per strategy",
+			     o->budget, c + 1);
+			res->budget_hit = c + 1;
+			res->rounds = c + 1;
 			break;
 		}
-		if (now_ns() - t_last > 10000000000ULL || c + 1 == opt.rounds) {
+		if (!quiet && (now_ns() - t_last > 10000000000ULL || c + 1 == o->rounds)) {
 			char line[512];
 			size_t off = 0;
 
-			for (k = 0; k < (unsigned int)norder; k++) {
-				struct sstats *S = &st[order[k]];
+			for (k = 0; k < (unsigned int)b->norder; k++) {
+				struct sstats *S = &b->st[b->order[k]];
 
 				off += snprintf(line + off, sizeof(line) - off, "%s%s %.0f us",
-						k ? ", " : "", strat_name[order[k]],
+						k ? ", " : "", strat_name[b->order[k]],
 						S->clear_ns / 1000.0 / (S->n ? S->n : 1));
 			}
 			say("round %u/%u (%.0f s): mean clear %s", done_rounds, total_rounds,
@@ -1625,29 +1493,24 @@ int main(int argc, char **argv)
 			t_last = now_ns();
 		}
 	}
-	stop_vcpus();
+	stop_vcpus(b);
 	/* final check with the vCPUs stopped */
-	for (i = 0; i < nslots; i++)
-		vm_get_dirty_log(vm, slots[i].id, slots[i].log);
-	for (i = 0; i < ntp; i++) {
-		struct tpage *t = &tp[i];
+	for (i = 0; i < b->nslots; i++)
+		vm_get_dirty_log(b->vm, b->slots[i].id, b->slots[i].log);
+	for (i = 0; i < b->ntp; i++) {
+		struct tpage *t = &b->tp[i];
 
 		if (memcmp(t->hva, t->sent, PAGE_SIZE) &&
-		    !test_bit64(slots[t->s].log, t->page)) {
-			say("LOST at the end: slot %u page %llu", slots[t->s].id,
+		    !test_bit64(b->slots[t->s].log, t->page)) {
+			say("LOST at the end: slot %u page %llu", b->slots[t->s].id,
 			    (unsigned long long)t->page);
-			st[t->last >= 0 ? t->last : order[0]].lost++;
+			b->st[t->last >= 0 ? t->last : b->order[0]].lost++;
 		}
 	}
-	if (budget_hit)
-		opt.rounds = budget_hit;
-	say("done: %llu changed pages checked against the dirty log", (unsigned long long)checked_pages);
-
-	lost = report();
-	if (ctx)
-		dirtybatch_close(ctx);
-	vm_free(vm);
-	if (lost)
-		return EXIT_LOST;
-	return opt.check_counters && xcheck_bad ? EXIT_COUNTERS : 0;
+	note("done: %llu changed pages checked against the dirty log",
+	     (unsigned long long)b->checked_pages);
+	summarize(b);
+	res->seconds = (now_ns() - t_begin) / 1e9;
+	free_bench(b);
+	return 0;
 }

@@ -9,6 +9,8 @@
 # statistic) is the module's tlb_flushes and the module's calls and pages
 # cleared are the library's.  Prints TAP; measures nothing (make bench
 # does): the times of such short runs mean nothing, the counts do.
+# Test 3 feeds the cost model's least-squares fit (--fit) rows made from
+# known constants and checks it finds them, and draws their charts.
 #
 # With /dev/kvm_dirtybatch (a guest with the module) the migration
 # benchmark runs every strategy, batched included; without it, --host.
@@ -19,10 +21,11 @@ mig=$bench/dirtybatch_migration_bench
 micro=$bench/dirtybatch_microbench
 
 echo "TAP version 13"
-echo "1..2"
+echo "1..3"
 if [ ! -c /dev/kvm ]; then
 	echo "ok 1 - migration benchmark smoke run # SKIP no /dev/kvm"
 	echo "ok 2 - microbenchmark smoke run # SKIP no /dev/kvm"
+	echo "ok 3 - cost model fit of a synthetic sweep # SKIP no /dev/kvm"
 	exit 4
 fi
 fails=0
@@ -55,4 +58,36 @@ run 1 "$what" \
 	--warmup 1 --rounds 2 --window-ms 1 --check-counters
 run 2 "microbenchmark smoke run: library only, first round, steady state" \
 	env DIRTYBATCH_BENCH_MS=5 DIRTYBATCH_BENCH_STEADY_SHIFT=10 "$micro"
+
+# A sweep whose times are exactly 2 x ioctls + 5 x flushes + 0.01 x words
+# + 0.5 x pages (us): the fit must give back those constants.
+fit_check() {
+	local tmp rc=0
+	tmp=$(mktemp -d) || return 1
+	awk 'BEGIN {
+		print "kind,env,axis,x,slots,ram_slots,ram_slot_mib,total_mib,runs,dirty,strategy,rounds,median_us,p99_us,ioctls,mmu_lock_holds,tlb_flushes,vcpu_kicks,words_walked,words_exact,pages_cleared,lost_pages,model_us,note"
+		for (i = 1; i <= 12; i++) {
+			io = i * 7; fl = (i % 3) ? io : io * 2; w = i * i * 100 + 13; p = 100 + (i * 37) % 90
+			t = 2 * io + 5 * fl + 0.01 * w + 0.5 * p
+			printf "measured,host synthetic,runs,%d,24,3,128,512,%d,%d,merged,3,%.4f,%.4f,%d,%d,%d,0,%d,1,%d,0,,\n", i, i, p, t, t, io, io, fl, w, p
+		}
+	}' >"$tmp/raw.csv"
+	"$mig" --fit "$tmp/raw.csv" "$tmp/sweep.csv" >"$tmp/fit.txt" || rc=1
+	sed 's/^/# /' "$tmp/fit.txt"
+	awk -F, '/^model: host synthetic,/ { found = 1
+		if (($2 - 2) ^ 2 > 1e-6 || ($3 - 5) ^ 2 > 1e-6 || ($4 - 0.01) ^ 2 > 1e-10 ||
+		    ($5 - 0.5) ^ 2 > 1e-6 || $6 != "f") bad = 1 }
+		END { exit !found || bad }' "$tmp/fit.txt" || rc=1
+	grep -Eq '^measured,host synthetic,runs,1,.*,[0-9.]+,$' "$tmp/sweep.csv" || rc=1
+	"$mig" --sweep-svg "$tmp/sweep.csv" "$tmp" || rc=1
+	[ -s "$tmp/sweep-host_synthetic-runs.svg" ] || rc=1
+	rm -rf "$tmp"
+	return $rc
+}
+if fit_check; then
+	echo "ok 3 - cost model fit of a synthetic sweep: the constants come back"
+else
+	echo "not ok 3 - cost model fit of a synthetic sweep: the constants come back"
+	fails=$((fails + 1))
+fi
 [ "$fails" -eq 0 ]
