@@ -2201,13 +2201,14 @@ static void test_demotion(void)
 	       "and for good; other errors are reported");
 }
 
-/* A fake KVM with KVM_CLEAR_DIRTY_LOG_BATCH. */
+/* A fake KVM with KVM_CLEAR_DIRTY_LOG_BATCH; plain calls counted in g. */
 struct native_fake {
+	struct gone g;			/* first: gone_clear_log() takes it */
 	int probe_err;
 	uint32_t max_ranges;
 	int err, err_index, ok_calls;	/* calls past ok_calls fail with err */
-	int calls, log_calls;
-	uint64_t pages, log_pages;
+	int calls;
+	uint64_t pages;
 	uint32_t first_slot;		/* of the last call's first range */
 	bool bad;
 };
@@ -2242,18 +2243,8 @@ static int nf_clear(void *priv, int vm_fd, struct kvm_clear_dirty_log_batch *b)
 	return 0;
 }
 
-static int nf_clear_log(void *priv, int vm_fd, struct kvm_clear_dirty_log *log)
-{
-	struct native_fake *f = priv;
-
-	(void)vm_fd;
-	f->log_calls++;
-	f->log_pages += count_bits(log->dirty_bitmap, log->num_pages);
-	return 0;
-}
-
 static const struct dirtybatch_backend native_be = {
-	.clear_log = nf_clear_log,
+	.clear_log = gone_clear_log,
 	.native_probe = nf_probe,
 	.native_clear = nf_clear,
 };
@@ -2295,7 +2286,7 @@ static void test_native(void)
 	dirtybatch_get_info(ctx, &info);
 	ok &= dirtybatch_mode(ctx) == DIRTYBATCH_MODE_FALLBACK &&
 	      info.native_reason == -EPROTO && !(info.flags & DIRTYBATCH_INFO_NATIVE_PRESENT);
-	ok &= dirtybatch_submit(ctx, &res) == 15 && f.calls == 0 && f.log_pages == 15;
+	ok &= dirtybatch_submit(ctx, &res) == 15 && f.calls == 0 && f.g.log_pages == 15;
 	dirtybatch_close(ctx);
 
 	/* confirmed: 5 ranges in calls of at most 2 */
@@ -2306,7 +2297,7 @@ static void test_native(void)
 	      (info.flags & DIRTYBATCH_INFO_NATIVE_PRESENT) && info.native_max_ranges == 2 &&
 	      info.native_abi_version == KVM_CLEAR_DIRTY_LOG_BATCH_ABI_VERSION;
 	ok &= dirtybatch_submit(ctx, &res) == 15 && f.calls == 3 && f.pages == 15 &&
-	      f.log_calls == 0 && res.ioctls == 3 && res.ranges == 5 &&
+	      f.g.log_calls == 0 && res.ioctls == 3 && res.ranges == 5 &&
 	      res.mode == DIRTYBATCH_MODE_NATIVE &&
 	      !(res.flags & DIRTYBATCH_RESULT_CLEARED_EXACT);
 	dirtybatch_get_stats(ctx, &st);
@@ -2326,7 +2317,7 @@ static void test_native(void)
 	f = (struct native_fake){ .max_ranges = 2, .ok_calls = 1, .err = -ENOTTY,
 				  .err_index = 2 };
 	ctx = native_ctx(&f);
-	ok &= dirtybatch_submit(ctx, &res) == 15 && f.pages == 6 && f.log_pages == 9 &&
+	ok &= dirtybatch_submit(ctx, &res) == 15 && f.pages == 6 && f.g.log_pages == 9 &&
 	      (res.flags & DIRTYBATCH_RESULT_DEMOTED) && res.mode == DIRTYBATCH_MODE_FALLBACK;
 	dirtybatch_get_info(ctx, &info);
 	ok &= (info.flags & DIRTYBATCH_INFO_DEMOTED) && info.native_reason == -ENOTTY &&
