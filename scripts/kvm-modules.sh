@@ -217,7 +217,7 @@ build_release() {
 	out=$O/kvm-modules/$rel
 	# Nothing to do if the modules exist for this very series and source.
 	local stamp
-	stamp=$(cd "$pdir" && sed '/^#/d; /^$/d' series | xargs cat series "$top/$0" |
+	stamp=$(cd "$pdir" && sed '/^#/d; /^$/d' series | xargs cat series "$top/scripts/kvm-modules.sh" |
 		sha256sum | cut -c1-16)-$ver
 	if [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ] &&
 	   [ -f "$out/kvm.ko" ] && [ -f "$out/kvm-amd.ko" ] && [ -f "$out/kvm-intel.ko" ]; then

@@ -117,6 +117,10 @@ for k; do
 	bin=$O/native-selftests/$rel
 	rm -rf "$bin" && mkdir -p "$bin" && cp -a "$cached"/. "$bin"/
 	uapi_layout "$rel" "$cached/../include"
+	# KVM's compat ioctl path: the same calls from a 32-bit process.
+	cc -m32 -Wall -Wextra -Werror -Iinclude/uapi -o "$bin/compat32_test" \
+		selftests/native/compat32_test.c ||
+		log "$rel: no 32-bit toolchain (gcc-multilib): compat32_test not built"
 	t2=$SECONDS
 	log "$rel: modules $((t1 - t0))s, selftests $((t2 - t1))s"
 	if selftests/vm-run --kernel "$rel" --timeout "${VM_TIMEOUT:-1200}" \

@@ -8,6 +8,7 @@
 # scripts/native-guest-tests.sh) against them, as kselftest TAP.
 #
 # Tests: clear_dirty_log_batch_test (the new ioctl's ABI and errors),
+# compat32_test (the same from a 32-bit process: KVM's compat ioctl),
 # dirty_log_test in every log mode (clear-log-batch included),
 # dirty_log_perf_test, and the other upstream tests named in $EXTRA_TESTS
 # (default: a few quick ones that exercise the MMU and memslots).  vm-run
@@ -47,8 +48,8 @@ done
 say "kernel $(uname -r); replaced $stock by $moddir/kvm.ko and $vendor.ko"
 say "patched kvm.ko vermagic: $(modinfo -F vermagic "$moddir/kvm.ko")"
 
-tests=("clear_dirty_log_batch_test")
-args=("")
+tests=("clear_dirty_log_batch_test" "compat32_test")
+args=("" "")
 for m in dirty-log clear-log dirty-ring clear-log-batch; do
 	tests+=("dirty_log_test")
 	args+=("-M $m -i $iters")
