@@ -25,6 +25,8 @@
 # with trixie's toolchain.  Needs root for the 7.x builds and for
 # downloading source packages.
 set -euo pipefail
+# die() in a $(...) must stop the script too.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 top=$PWD
 # shellcheck source=kernels.sh
@@ -129,7 +131,7 @@ SRC_PATHS=(arch/x86/kvm virt/kvm include/trace include/uapi/linux/kvm.h
 pristine_src() {
 	local series=$1 ver=$2 dir=$cache/kvm-src/$2 deb tmp
 	if [ ! -f "$dir/.complete" ]; then
-		deb=$(source_deb "$series" "$ver")
+		deb=$(source_deb "$series" "$ver") || exit 1
 		log "extracting ${SRC_PATHS[*]} from $deb"
 		rm -rf "$dir"
 		tmp=$dir/tmp
@@ -225,7 +227,7 @@ build_release() {
 		return 0
 	fi
 	rm -f "$out/.stamp"
-	src=$(pristine_src "$series" "$ver")
+	src=$(pristine_src "$series" "$ver") || exit 1
 	rm -rf "$out/build"
 	mkdir -p "$out"
 	cp -a "$src" "$out/build"

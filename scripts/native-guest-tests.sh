@@ -16,6 +16,8 @@
 # upstream tests, see guest-upstream.sh), VM_TIMEOUT (default 1200 s).
 # Exit: 0 every kernel passed, 1 otherwise.  Needs root.
 set -euo pipefail
+# die() in a $(...) must stop the script too.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 top=$PWD
 # shellcheck source=kernels.sh
@@ -112,7 +114,7 @@ for k; do
 	t0=$SECONDS
 	scripts/kvm-modules.sh "$rel" >&2
 	t1=$SECONDS
-	cached=$(selftests "$rel")
+	cached=$(selftests "$rel") || exit 1
 	# vng guests see a tmpfs on /var/cache: the programs go to $O.
 	bin=$O/native-selftests/$rel
 	rm -rf "$bin" && mkdir -p "$bin" && cp -a "$cached"/. "$bin"/
