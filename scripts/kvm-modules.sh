@@ -74,7 +74,7 @@ all_releases() {
 # pkg_version ROOT PACKAGE: its installed version in ROOT's dpkg ("" if none).
 pkg_version() {
 	dpkg-query --admindir="$1/var/lib/dpkg" -W -f '${db:Status-Abbrev}${Version}\n' \
-		"$2" 2>/dev/null | sed -n 's/^ii *//p'
+		"$2" 2>/dev/null | sed -n 's/^ii *//p' || true
 }
 
 # image_version RELEASE: the Debian version of the kernel image.  Host
@@ -114,7 +114,7 @@ source_deb() {
 		deb=$(ls "$cache"/debs/linux-source-"${series}"_*_all.deb |
 			while read -r f; do
 				[ "$(dpkg-deb -f "$f" Version)" = "$ver" ] && echo "$f"
-			done | head -n1)
+			done | head -n1) || true
 	fi
 	got=$(dpkg-deb -f "$deb" Version)
 	[ "$got" = "$ver" ] ||

@@ -38,7 +38,7 @@ headers_version() {
 	local admin=
 	[ -d "/usr/src/linux-headers-$1" ] || admin=$TRIXIE_ROOT
 	dpkg-query --admindir="$admin/var/lib/dpkg" -W -f '${Version}' \
-		"linux-headers-$1" 2>/dev/null
+		"linux-headers-$1" 2>/dev/null || true
 }
 
 # selftests RELEASE: build (once) and print the directory of the programs.
@@ -52,7 +52,7 @@ selftests() {
 		deb=$(ls "$cache"/debs/linux-source-"$series"_*_all.deb 2>/dev/null |
 			while read -r f; do
 				[ "$(dpkg-deb -f "$f" Version)" = "$ver" ] && echo "$f"
-			done | head -n1)
+			done | head -n1) || true
 		[ -n "$deb" ] || die "$rel: no linux-source-$series $ver in $cache/debs (run scripts/kvm-modules.sh $rel)"
 		log "$rel: unpacking linux-source-$series $ver for the selftests"
 		rm -rf "$dir"
