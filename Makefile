@@ -105,6 +105,22 @@ check-debug:
 	@scripts/deps.sh
 	@scripts/check-debug.sh $(CHECK_DEBUG_ARGS)
 
+# ---------------------------------------------------------------- native
+# KVM_CLEAR_DIRTY_LOG_BATCH in KVM itself (module/native/patches/<base>/,
+# Documentation/kvm_dirtybatch.rst "Native backend"):
+# make kvm-modules [KVM_RELEASES="<release>..."]: kvm.ko, kvm-amd.ko and
+#   kvm-intel.ko with the series, for every installed Debian kernel (or
+#   the ones named), from the exact Debian source of each, in
+#   $(O)/kvm-modules/<release>/ (sources cached in /var/cache/kvm-dirtybatch).
+# make check-native [NATIVE_KERNELS="6.1 6.12 7.3"]: boot each kernel, load
+#   the patched KVM there and run the upstream KVM selftests against it.
+.PHONY: kvm-modules check-native
+kvm-modules:
+	@O=$(O) scripts/kvm-modules.sh $(KVM_RELEASES)
+
+check-native:
+	@O=$(O) scripts/native-guest-tests.sh $(NATIVE_KERNELS)
+
 # ---------------------------------------------------------------- install
 # make install [PREFIX=/usr/local] [DESTDIR=]: libdirtybatch (libraries,
 # dirtybatch.h, dirtybatch.pc, man pages: userspace/Makefile, which also

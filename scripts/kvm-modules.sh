@@ -25,6 +25,8 @@
 # with trixie's toolchain.  Needs root for the 7.x builds and for
 # downloading source packages.
 set -euo pipefail
+# die() in a $(...) must stop the script too.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 top=$PWD
 # shellcheck source=kernels.sh
@@ -72,7 +74,7 @@ all_releases() {
 # pkg_version ROOT PACKAGE: its installed version in ROOT's dpkg ("" if none).
 pkg_version() {
 	dpkg-query --admindir="$1/var/lib/dpkg" -W -f '${db:Status-Abbrev}${Version}\n' \
-		"$2" 2>/dev/null | sed -n 's/^ii *//p'
+		"$2" 2>/dev/null | sed -n 's/^ii *//p' || true
 }
 
 # image_version RELEASE: the Debian version of the kernel image.  Host
@@ -112,7 +114,7 @@ source_deb() {
 		deb=$(ls "$cache"/debs/linux-source-"${series}"_*_all.deb |
 			while read -r f; do
 				[ "$(dpkg-deb -f "$f" Version)" = "$ver" ] && echo "$f"
-			done | head -n1)
+			done | head -n1) || true
 	fi
 	got=$(dpkg-deb -f "$deb" Version)
 	[ "$got" = "$ver" ] ||
@@ -129,7 +131,7 @@ SRC_PATHS=(arch/x86/kvm virt/kvm include/trace include/uapi/linux/kvm.h
 pristine_src() {
 	local series=$1 ver=$2 dir=$cache/kvm-src/$2 deb tmp
 	if [ ! -f "$dir/.complete" ]; then
-		deb=$(source_deb "$series" "$ver")
+		deb=$(source_deb "$series" "$ver") || exit 1
 		log "extracting ${SRC_PATHS[*]} from $deb"
 		rm -rf "$dir"
 		tmp=$dir/tmp
@@ -217,14 +219,15 @@ build_release() {
 	out=$O/kvm-modules/$rel
 	# Nothing to do if the modules exist for this very series and source.
 	local stamp
-	stamp=$(cat "$pdir/series" "$pdir"/*.patch "$0" | sha256sum | cut -c1-16)-$ver
+	stamp=$(cd "$pdir" && sed '/^#/d; /^$/d' series | xargs cat series "$top/scripts/kvm-modules.sh" |
+		sha256sum | cut -c1-16)-$ver
 	if [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ] &&
 	   [ -f "$out/kvm.ko" ] && [ -f "$out/kvm-amd.ko" ] && [ -f "$out/kvm-intel.ko" ]; then
 		echo "  KVM     $out/{kvm,kvm-amd,kvm-intel}.ko (up to date)"
 		return 0
 	fi
 	rm -f "$out/.stamp"
-	src=$(pristine_src "$series" "$ver")
+	src=$(pristine_src "$series" "$ver") || exit 1
 	rm -rf "$out/build"
 	mkdir -p "$out"
 	cp -a "$src" "$out/build"

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/kvm_clear_dirty_log_batch.h>
+
 #include "util.h"
 
 #ifndef DB_EMULATE
@@ -19,8 +21,78 @@ int db_open(void)
 }
 #endif
 
+enum db_backend db_backend(void)
+{
+	const char *b = getenv(DB_BACKEND_ENV);
+
+	if (b && !strcmp(b, "native"))
+		return DB_BACKEND_NATIVE;
+	if (b && *b && strcmp(b, "module")) {
+		fprintf(stderr, "%s=%s: neither module nor native\n", DB_BACKEND_ENV, b);
+		exit(1);
+	}
+	return DB_BACKEND_MODULE;
+}
+
+/*
+ * The same call as KVM_CLEAR_DIRTY_LOG_BATCH: the range structures are the
+ * same, so an array of sizeof(struct kvm_dirtybatch_range) strides is
+ * passed as it is, any other stride copied (its extra bytes must be zero,
+ * as the module requires).  Only the arguments the module checks and KVM
+ * has no field for (reserved0) are checked here.
+ */
+static int db_clear_native(struct kvm_dirtybatch_clear *c)
+{
+	const size_t known = sizeof(struct kvm_dirtybatch_range);
+	struct kvm_clear_dirty_log_batch b = {
+		.flags = c->flags,
+		.count = c->count,
+		.ranges = c->ranges,
+		.error_index = c->count,
+	};
+	struct kvm_clear_dirty_log_range *copy = NULL;
+	const char *src = (const char *)(uintptr_t)c->ranges;
+	uint32_t i;
+	int r;
+
+	_Static_assert(sizeof(struct kvm_dirtybatch_range) ==
+		       sizeof(struct kvm_clear_dirty_log_range),
+		       "the module's and KVM's ranges differ");
+	if (c->reserved0)
+		return -EINVAL;
+	memcpy(b.reserved, c->reserved, sizeof(b.reserved));
+	if (c->count && c->range_size != known) {
+		if (c->range_size < known || c->range_size % 8)
+			return -EINVAL;
+		copy = calloc(c->count, sizeof(*copy));
+		if (!copy)
+			return -ENOMEM;
+		for (i = 0; i < c->count; i++) {
+			const char *r8 = src + (size_t)i * c->range_size;
+			size_t k;
+
+			memcpy(&copy[i], r8, known);
+			for (k = known; k < c->range_size; k++) {
+				if (r8[k]) {
+					c->error_index = i;
+					free(copy);
+					return -E2BIG;
+				}
+			}
+		}
+		b.ranges = (uint64_t)(uintptr_t)copy;
+	}
+	r = ioctl(c->vm_fd, KVM_CLEAR_DIRTY_LOG_BATCH, &b) ? -errno : 0;
+	free(copy);
+	c->error_index = b.error_index;
+	c->pages_cleared = DB_PAGES_UNKNOWN;
+	return r;
+}
+
 int db_clear(int dbfd, struct kvm_dirtybatch_clear *c)
 {
+	if (db_backend() == DB_BACKEND_NATIVE)
+		return db_clear_native(c);
 	return db_ioctl(dbfd, KVM_DIRTYBATCH_CLEAR, c) ? -errno : 0;
 }
 

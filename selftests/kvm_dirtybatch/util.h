@@ -31,6 +31,24 @@ int db_emul_ioctl(int fd, unsigned long cmd, uint64_t arg);
 #define db_ioctl(fd, cmd, arg) ioctl(fd, cmd, arg)
 #endif
 
+/*
+ * The backend db_clear() uses, from the environment: DB_BACKEND_ENV unset
+ * or "module", the module's KVM_DIRTYBATCH_CLEAR on the device fd;
+ * "native", KVM's own KVM_CLEAR_DIRTY_LOG_BATCH on c->vm_fd (the patched
+ * KVM modules, module/native), with the same ranges.  The native ioctl
+ * reports no pages_cleared and has no statistics: db_clear() leaves
+ * pages_cleared at DB_PAGES_UNKNOWN there, and tests that check counters
+ * ask db_backend_has_stats() first.
+ */
+#define DB_BACKEND_ENV		"KVM_DIRTYBATCH_BACKEND"
+#define DB_PAGES_UNKNOWN	UINT64_MAX
+enum db_backend { DB_BACKEND_MODULE, DB_BACKEND_NATIVE };
+enum db_backend db_backend(void);
+static inline bool db_backend_has_stats(void)
+{
+	return db_backend() == DB_BACKEND_MODULE;
+}
+
 /* ---- module wrappers: return 0 or -errno ---- */
 int db_open(void);				/* fd or -errno */
 int db_clear(int dbfd, struct kvm_dirtybatch_clear *c);
