@@ -6,14 +6,14 @@
 # each): build the modules (scripts/kvm-modules.sh), build the upstream KVM
 # selftests from the same Debian source with the same series applied, then
 # boot the kernel (selftests/vm-run), replace Debian's kvm/kvm-amd there by
-# the patched ones and run the tests (selftests/native/guest-upstream.sh).
+# the patched ones and run the tests (selftests/native/guest-patched-kvm.sh).
 #
 # The selftests are built once per Debian version, cached under
 # $KVM_MODULES_CACHE/kvm-selftests/<version>/ (default /var/cache/
 # kvm-dirtybatch): the whole source tree, the series applied, its UAPI
 # headers installed, the test programs in bin/.  Environment:
 # DIRTY_LOG_ITERATIONS (dirty_log_test -i, default 8), EXTRA_TESTS (more
-# upstream tests, see guest-upstream.sh), VM_TIMEOUT (default 1200 s).
+# upstream tests, see guest-patched-kvm.sh), VM_TIMEOUT (default 1200 s).
 # Exit: 0 every kernel passed, 1 otherwise.  Needs root.
 set -euo pipefail
 # die() in a $(...) must stop the script too.
@@ -123,13 +123,19 @@ for k; do
 	cc -m32 -Wall -Wextra -Werror -Iinclude/uapi -o "$bin/compat32_test" \
 		selftests/native/compat32_test.c ||
 		log "$rel: no 32-bit toolchain (gcc-multilib): compat32_test not built"
+	# the project's kselftests against the native ioctl, where built
+	project=
+	[ -f "$O/module/$rel/kvm_dirtybatch.ko" ] && [ -x "$O/tests/guest/differential_test" ] &&
+		project=$O/module/$rel/kvm_dirtybatch.ko
+	[ -n "$project" ] || log "$rel: no built module and guest tests: the project's tests not run"
 	t2=$SECONDS
 	log "$rel: modules $((t1 - t0))s, selftests $((t2 - t1))s"
 	if selftests/vm-run --kernel "$rel" --timeout "${VM_TIMEOUT:-1200}" \
 		--log "$O/logs/native-$rel.log" -- \
 		env DIRTY_LOG_ITERATIONS="${DIRTY_LOG_ITERATIONS:-8}" \
+		${project:+PROJECT_TESTS="$O/tests/guest" SHIM_KO="$project"} \
 		${EXTRA_TESTS+EXTRA_TESTS="$EXTRA_TESTS"} \
-		bash "$top/selftests/native/guest-upstream.sh" \
+		bash "$top/selftests/native/guest-patched-kvm.sh" \
 		"$O/kvm-modules/$rel" "$bin"; then
 		log "$rel: PASS (guest $((SECONDS - t2))s)"
 	else

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# guest-upstream.sh MODDIR TESTDIR: in a guest (selftests/vm-run), replace
+# guest-patched-kvm.sh MODDIR TESTDIR: in a guest (selftests/vm-run), replace
 # Debian's KVM modules with the patched ones in MODDIR (kvm.ko, kvm-amd.ko,
 # kvm-intel.ko, from scripts/kvm-modules.sh) and run the upstream KVM
 # selftests in TESTDIR (built from the same patched source tree by
@@ -11,12 +11,18 @@
 # compat32_test (the same from a 32-bit process: KVM's compat ioctl),
 # dirty_log_test in every log mode (clear-log-batch included),
 # dirty_log_perf_test, and the other upstream tests named in $EXTRA_TESTS
-# (default: a few quick ones that exercise the MMU and memslots).  vm-run
-# scans the guest's kernel log afterwards.  Exit 0 all passed, 1 a test
-# failed, 4 nothing could run (skip).
+# (default: a few quick ones that exercise the MMU and memslots).  Then,
+# with PROJECT_TESTS (the project's guest test programs, build/tests/guest)
+# and SHIM_KO (the kvm_dirtybatch.ko the tests open for its device), the
+# project's own kselftests with KVM_DIRTYBATCH_BACKEND=native: their
+# db_clear() goes to KVM_CLEAR_DIRTY_LOG_BATCH (differential against the
+# plain ioctl, no lost dirty page under vCPU writes, memslot churn, the
+# huge batch, another process's VM), and libdirtybatch's guest test with
+# DIRTYBATCH_BACKEND=native.  vm-run scans the guest's kernel log
+# afterwards.  Exit 0 all passed, 1 a test failed, 4 nothing could run.
 set -u
-moddir=${1:?usage: guest-upstream.sh MODDIR TESTDIR}
-testdir=${2:?usage: guest-upstream.sh MODDIR TESTDIR}
+moddir=${1:?usage: guest-patched-kvm.sh MODDIR TESTDIR}
+testdir=${2:?usage: guest-patched-kvm.sh MODDIR TESTDIR}
 iters=${DIRTY_LOG_ITERATIONS:-8}
 extra=${EXTRA_TESTS-set_memory_region_test memslot_modification_stress_test kvm_page_table_test}
 
@@ -61,18 +67,33 @@ for t in $extra; do
 	args+=("")
 done
 
+# The project's programs, through the native backend (run from $PROJECT_TESTS).
+project=(differential_test lost_dirty_test concurrency_test huge_batch_test
+	 access_test dirtybatch_kvm_guest)
+if [ -n "${PROJECT_TESTS:-}" ]; then
+	if [ -n "${SHIM_KO:-}" ] && ! insmod "$SHIM_KO"; then
+		echo "Bail out! insmod $SHIM_KO on the patched KVM failed"
+		exit 1
+	fi
+	for t in "${project[@]}"; do
+		tests+=("$PROJECT_TESTS/$t")
+		args+=("")
+	done
+fi
+
 echo "1..${#tests[@]}"
 for i in "${!tests[@]}"; do
-	t=${tests[i]} a=${args[i]}
+	t=${tests[i]} a=${args[i]} dir=$testdir
+	case $t in /*) dir=$(dirname "$t") t=$(basename "$t") ;; esac
 	n=$((n + 1))
-	if [ ! -x "$testdir/$t" ]; then
-		echo "not ok $n $t $a # no $testdir/$t"
+	if [ ! -x "$dir/$t" ]; then
+		echo "not ok $n $t $a # no $dir/$t"
 		failed=$((failed + 1))
 		continue
 	fi
 	start=$SECONDS
 	# shellcheck disable=SC2086 # the arguments are words
-	out=$("$testdir/$t" $a 2>&1)
+	out=$(KVM_DIRTYBATCH_BACKEND=native DIRTYBATCH_BACKEND=native "$dir/$t" $a 2>&1)
 	rc=$?
 	secs=$((SECONDS - start))
 	printf '%s\n' "$out" | sed 's/^/#   /'
@@ -86,7 +107,8 @@ for i in "${!tests[@]}"; do
 	esac
 done
 
-# The patched modules must unload cleanly too.
+# The patched modules must unload cleanly too (the module first, if loaded).
+grep -q '^kvm_dirtybatch ' /proc/modules && rmmod kvm_dirtybatch
 if rmmod "${vendor/-/_}" kvm; then
 	say "patched modules unloaded"
 else
