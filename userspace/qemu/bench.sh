@@ -37,9 +37,10 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$O/bench"
 if [ "$build" = 1 ]; then
-	BUILD_DIR=$O userspace/qemu/build.sh || exit 1
+	userspace/qemu/build.sh 7.2 || exit 1
 fi
-qemu=$O/qemu/qemu-system-x86_64
+QEMU_BUILD=${QEMU_BUILD:-${QEMU_CACHE:-/var/cache/kvm-dirtybatch/qemu}/build}
+qemu=$QEMU_BUILD/7.2/build/qemu-system-x86_64
 [ -x "$qemu" ] || { echo "qemu bench: no $qemu (run userspace/qemu/build.sh)" >&2; exit 1; }
 args=(--qemu "$qemu" --timeout 400)
 if [ "$host" = 1 ]; then

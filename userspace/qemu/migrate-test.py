@@ -354,8 +354,9 @@ def run_mode(args, mode, img, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--qemu", default=os.path.join(TOP, "build", "qemu",
-                                                   "qemu-system-x86_64"))
+    ap.add_argument("--qemu", default=os.path.join(
+        "/var/cache/kvm-dirtybatch/qemu/build", "7.2", "build",
+        "qemu-system-x86_64"))
     ap.add_argument("--debian-qemu", default="/usr/bin/qemu-system-x86_64")
     ap.add_argument("--mode", action="append",
                     choices=["off", "fallback", "module", "debian"])
