@@ -44,6 +44,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 mkdir -p "$O/bench"
+QEMU_BUILD=${QEMU_BUILD:-${QEMU_CACHE:-/var/cache/kvm-dirtybatch/qemu}/build}
 if [ "$build" = 1 ]; then
 	for v in 7.2 10.0 10.2 "10.2 --without-fix"; do
 		# shellcheck disable=SC2086
@@ -68,10 +69,24 @@ if [ "$host" = 1 ]; then
 		tee -a "$O/bench/qemu.txt"
 	exit "${PIPESTATUS[0]}"
 fi
+# The guest sees /var through an overlay without the QEMU trees: copy
+# the binaries (and one libdirtybatch, built from the same source for all
+# trees; RUNPATH yields to LD_LIBRARY_PATH) to $O/bench/qemu-bin.
+QB=$QEMU_BUILD
+bin=$O/bench/qemu-bin
+rm -rf "$bin"
+for t in 7.2 10.0 10.2 10.2-nofix; do
+	[ -x "$QB/$t/build/qemu-system-x86_64" ] || continue
+	mkdir -p "$bin/$t/build"
+	cp -p "$QB/$t/build/qemu-system-x86_64" "$bin/$t/build/"
+	[ -d "$bin/lib" ] || cp -a "$QB/$t/dirtybatch/lib" "$bin/lib"
+done
+args+=(--qemu-build "$bin")
 rel=$(ls -d "$O"/module/"$kernel"* 2>/dev/null | sort -V | tail -1)
 ko=$rel/kvm_dirtybatch.ko
 [ -e "$ko" ] || { echo "qemu bench: no module for $kernel under $O/module (make modules-all)" >&2; exit 1; }
 selftests/vm-run --kernel "$kernel" --module "$ko" --mem 2G --timeout "$timeout" -- \
+	env LD_LIBRARY_PATH="$bin/lib" \
 	sh -c 'echo "# guest kernel $(uname -r)"; exec python3 "$@"' sh \
 	userspace/qemu/migrate-test.py "${args[@]}" "$@" |
 	tee -a "$O/bench/qemu.txt"
