@@ -26,7 +26,7 @@
 # migrate-test.py's (0 pass, 1 fail, 4 skipped), or vm-run's (124
 # timeout, 126/127 guest trouble).
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 top=$PWD
 O=${O:-$top/build}
 kernel=6.12 timeout=3600 host=0 build=1 repeat=3
