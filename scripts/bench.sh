@@ -52,10 +52,11 @@ Then runs the library microbenchmark on the host.
   --sweep-budget S the guest sweep's budget in seconds (default 600; the
                    host's: 240); points projected over it are skipped
   --timeout S      guest timeout in seconds (default 600)
-  --qemu [-- ARGS] instead: QEMU 7.2 live migration, stock vs patched
-                   (library fallback) vs patched with the module, in one
-                   6.12 guest (userspace/qemu/bench.sh; builds QEMU first,
-                   ~8 min the first time)
+  --qemu [-- ARGS] instead: QEMU live migration in one 6.12 guest:
+                   10.2 before and with the upstream fix, 10.2+fix, 10.0
+                   and 7.2 with libdirtybatch's fallback and with the
+                   module, interleaved (userspace/qemu/bench.sh; builds
+                   the four QEMU trees first, ~3 min each the first time)
   -h, --help       this text
 
 Options for the benchmark itself (defaults in brackets):

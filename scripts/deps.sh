@@ -10,6 +10,9 @@
 # (kselftest framework, KVM selftests library, checkpatch.pl) unpacked
 # under /usr/src, and virtme-ng from trixie, pinned so that nothing else
 # comes from trixie; then Debian's 7.3 kernel through scripts/trixie-root.sh.
+# With --qemu, also what userspace/qemu builds need (scripts/qemu-deps.sh:
+# pinned deb-src entries, the QEMU 7.2/10.0/10.2 sources, trixie's meson
+# unpacked privately); userspace/qemu/build.sh calls that script itself.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -139,4 +142,9 @@ fi
 # does all of it, idempotently; nothing is added to the host's apt sources.
 apt_install debootstrap
 "$(dirname "$0")/trixie-root.sh"
+
+# ---- QEMU sources and trixie's meson for userspace/qemu (--qemu only)
+if [ "${1:-}" = --qemu ]; then
+	"$(dirname "$0")/qemu-deps.sh" all >/dev/null
+fi
 exit 0

@@ -1,74 +1,76 @@
 #!/bin/bash
-# Build Debian bookworm's QEMU 7.2 (x86_64-softmmu only, KVM only, minimal
-# features) with the patch series in userspace/qemu/patches linked against
-# libdirtybatch.
+# Build one of Debian's QEMUs (x86_64-softmmu only, KVM only, minimal
+# features, the devices of devices.mak) with the series of
+# userspace/qemu/<version>/ applied, linked against libdirtybatch.
 #
-#   userspace/qemu/build.sh [--no-deps] [--no-lib] [--force-configure]
-#                           [--without-dirtybatch]
+#   userspace/qemu/build.sh [VERSION] [--no-deps] [--no-lib]
+#                           [--force-configure] [--without-dirtybatch]
+#                           [--without-fix]
 #
+# VERSION is 7.2 (bookworm, the default), 10.0 (trixie) or 10.2 (sid);
+# the exact Debian source versions are in scripts/qemu-deps.sh, which
+# also fetches them (apt-get source) and provides trixie's meson 1.7 for
+# 10.x (bookworm's meson 1.0 builds 7.2).
 # --without-dirtybatch builds the same patched tree without libdirtybatch
-# (CONFIG_DIRTYBATCH unset) into build/qemu-nolib, to check that the
+# (CONFIG_DIRTYBATCH unset) into <dir>/build-nolib, to check that the
 # series then compiles to upstream's behaviour.
+# --without-fix leaves out the series' patches marked "upstream-fix"
+# (10.2: the backport of e8a6d158dbfa) into its own tree <version>-nofix:
+# QEMU 10.2 as Debian ships it, plus the library patches.
 #
 # Idempotent and incremental: every step is skipped when its output is up
 # to date; a changed patch rewrites only the files whose patched content
 # changed (others keep their timestamps), so ninja recompiles only those.
+# Under $QEMU_BUILD/<version>[-nofix]/:
 #
-#   build/qemu-dl/      apt-get source download (.dsc, .orig.tar.xz, ...)
-#   build/qemu-src/     unpacked source, Debian patches + our series applied
-#   build/qemu-orig/    pristine copies of the files our series touches
-#   build/qemu/         meson/ninja build; qemu-system-x86_64 is here
-#   build/qemu/dirtybatch/  libdirtybatch installed for pkg-config (+rpath)
+#   src/            unpacked source, Debian patches + our series applied
+#   orig/           pristine copies of the files our series touches
+#   build/          meson/ninja build; qemu-system-x86_64 is here
+#   dirtybatch/     libdirtybatch installed for pkg-config (+rpath)
 #
-# Environment: QEMU_VERSION (default: the bookworm version), BUILD_DIR
-# (default: <repo>/build), NICE (default: "nice -n 10"), JOBS (default:
-# nproc).
+# Environment: QEMU_CACHE (default /var/cache/kvm-dirtybatch/qemu),
+# QEMU_BUILD (default $QEMU_CACHE/build), NICE (default "nice -n 10"),
+# JOBS (default: 2).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
-B=${BUILD_DIR:-$TOP/build}
-DL=$B/qemu-dl
-SRC=$B/qemu-src
-ORIG=$B/qemu-orig
-OUT=$B/qemu
-DBPREFIX=$OUT/dirtybatch
+QEMU_CACHE=${QEMU_CACHE:-/var/cache/kvm-dirtybatch/qemu}
+QB=${QEMU_BUILD:-$QEMU_CACHE/build}
 NICE=${NICE-nice -n 10}
-JOBS=${JOBS:-$(nproc)}
-PATCHES=$HERE/patches
-SERIES=$PATCHES/series
+JOBS=${JOBS:-2}
 
-DEPS=1 LIB=1 FORCE_CONF=0 WITH_DB=1
+V=7.2
+DEPS=1 LIB=1 FORCE_CONF=0 WITH_DB=1 FIX=1
 for a in "$@"; do
 	case $a in
+	7.2|10.0|10.2) V=$a ;;
 	--no-deps) DEPS=0 ;;
 	--no-lib) LIB=0 ;;
 	--force-configure) FORCE_CONF=1 ;;
-	--without-dirtybatch) WITH_DB=0 LIB=0; OUT=$B/qemu-nolib ;;
-	-h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+	--without-dirtybatch) WITH_DB=0 LIB=0 ;;
+	--without-fix) FIX=0 ;;
+	-h|--help) sed -n '2,40p' "$0"; exit 0 ;;
 	*) echo "build.sh: unknown option $a" >&2; exit 2 ;;
 	esac
 done
+PATCHES=$HERE/$V
+SERIES=$PATCHES/series
+TREE=$QB/$V
+[ "$FIX" = 1 ] || TREE=$QB/$V-nofix
+SRC=$TREE/src
+ORIG=$TREE/orig
+OUT=$TREE/build
+[ "$WITH_DB" = 1 ] || OUT=$TREE/build-nolib
+DBPREFIX=$TREE/dirtybatch
 
-step() { echo "== qemu: $*"; }
+step() { echo "== qemu $V: $*"; }
 
 # ---------------------------------------------------------------- deps
-SRCLIST=/etc/apt/sources.list.d/kvm-dirtybatch-bookworm-src.sources
 PKGS="dpkg-dev ninja-build meson pkg-config python3 libglib2.0-dev
       libpixman-1-dev zlib1g-dev libfdt-dev gcc make binutils"
+MESON=
 if [ "$DEPS" = 1 ]; then
-	if [ ! -e "$SRCLIST" ]; then
-		step "adding deb-src for bookworm ($SRCLIST)"
-		cat > "$SRCLIST" <<-'EOF'
-		# kvm-dirtybatch: QEMU 7.2 source for userspace/qemu (apt-get source qemu)
-		Types: deb-src
-		URIs: http://deb.debian.org/debian
-		Suites: bookworm
-		Components: main
-		Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-		EOF
-		apt-get update -qq
-	fi
 	missing=
 	for p in $PKGS; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
@@ -79,24 +81,28 @@ if [ "$DEPS" = 1 ]; then
 		# shellcheck disable=SC2086
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 	fi
+	want="$V"
+	[ "$V" = 7.2 ] || want="$V meson"
+	# shellcheck disable=SC2086
+	deps=$("$TOP/scripts/qemu-deps.sh" $want)
+else
+	deps=$("$TOP/scripts/qemu-deps.sh" --print "$V")
+fi
+dsc=$(awk -v v="$V" '$1 == "qemu" && $2 == v {print $3}' <<<"$deps")
+[ "$V" = 7.2 ] || MESON=$QEMU_CACHE/meson-1.7.0-1/meson-run
+if [ -n "$MESON" ]; then
+	# configure's venv finds meson >= 1.5 among the system site packages
+	# only through PYTHONPATH (Debian's +ds tarball has no bundled one).
+	mpy=$(sed -n 's/^PYTHONPATH=\([^$]*\).*/\1/p' "$MESON")
+	export PYTHONPATH=$mpy${PYTHONPATH:+:$PYTHONPATH}
 fi
 
 # ---------------------------------------------------------------- source
 if [ ! -e "$SRC/.dirtybatch-unpacked" ]; then
-	mkdir -p "$DL"
-	if [ -z "${QEMU_VERSION:-}" ]; then
-		QEMU_VERSION=$(apt-cache showsrc qemu |
-			awk '/^Version:/ {print $2}' | sort -V | grep '^1:7\.2' | tail -1)
-	fi
-	[ -n "$QEMU_VERSION" ] || { echo "build.sh: no qemu 7.2 source in apt (deb-src?)" >&2; exit 1; }
-	dsc=$(ls "$DL"/qemu_*.dsc 2>/dev/null | head -1 || true)
-	if [ -z "$dsc" ]; then
-		step "apt-get source qemu=$QEMU_VERSION"
-		(cd "$DL" && apt-get source --download-only -qq "qemu=$QEMU_VERSION")
-		dsc=$(ls "$DL"/qemu_*.dsc | head -1)
-	fi
+	[ -e "$dsc" ] || { echo "build.sh: no source for QEMU $V (scripts/qemu-deps.sh $V)" >&2; exit 1; }
 	step "unpacking $(basename "$dsc") into $SRC"
 	rm -rf "$SRC" "$ORIG"
+	mkdir -p "$TREE"
 	dpkg-source --no-check -x "$dsc" "$SRC" >/dev/null
 	touch "$SRC/.dirtybatch-unpacked"
 fi
@@ -108,10 +114,19 @@ patch_files() {
 	     /^--- / { f = $2; sub(/^a\//, "", f); if (f != "/dev/null") print f }' "$@" |
 		sort -u
 }
+# Patches of the series, in order; a line may name a patch of another
+# version's directory (../10.2/NNNN-x.patch).  "# upstream-fix" after a
+# patch marks it for --without-fix.
 series_patches() {
-	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$SERIES" | while read -r p _; do
-		echo "$PATCHES/$p"
-	done
+	local l p
+	while IFS= read -r l; do
+		if [ "$FIX" = 0 ] && [[ $l == *"# upstream-fix"* ]]; then
+			continue
+		fi
+		p=${l%%#*}
+		p=${p%%[[:space:]]*}
+		[ -n "$p" ] && echo "$PATCHES/$p"
+	done < "$SERIES"
 }
 
 mkdir -p "$ORIG"
@@ -161,11 +176,11 @@ step "series: ${#plist[@]} patches applied, $changed file(s) updated"
 # ---------------------------------------------------------------- library
 if [ "$LIB" = 1 ]; then
 	step "libdirtybatch -> $DBPREFIX"
-	make -s -C "$TOP/userspace" O="$B" lib >/dev/null
+	make -s -C "$TOP/userspace" O="$TREE/lib-obj" lib >/dev/null
 	# Install into a staging dir and copy only what changed, so that an
 	# unchanged library does not relink QEMU.
 	dbstage=$(mktemp -d)
-	make -s -C "$TOP/userspace" O="$B" install PREFIX="$DBPREFIX" \
+	make -s -C "$TOP/userspace" O="$TREE/lib-obj" install PREFIX="$DBPREFIX" \
 		DESTDIR="$dbstage" >/dev/null
 	(cd "$dbstage$DBPREFIX" && find . ! -type d) | while read -r f; do
 		if [ -L "$dbstage$DBPREFIX/$f" ] ||
@@ -185,8 +200,9 @@ elif pkg-config --exists dirtybatch 2>/dev/null; then
 fi
 
 # ---------------------------------------------------------------- configure
+# Nothing is installed: the prefix only names where firmware would be.
 CONF=(
-	--prefix="$OUT/install"
+	--prefix=/opt/kvm-dirtybatch-qemu
 	--target-list=x86_64-softmmu
 	--without-default-features
 	--without-default-devices
@@ -195,7 +211,13 @@ CONF=(
 	--disable-docs --disable-tools --disable-user --disable-guest-agent
 	--audio-drv-list=
 	--disable-debug-info --disable-werror
+	--disable-install-blobs
 )
+# Debian's python3 (and so the system's meson) even if another is first
+# in PATH; 7.2's configure takes --python only with its embedded meson.
+export PATH=/usr/bin:$PATH
+# 10.x: never download subprojects (Debian's tarball has what it needs)
+[ "$V" = 7.2 ] || CONF+=(--python=/usr/bin/python3 --disable-download)
 [ "$WITH_DB" = 1 ] && CONF+=(--extra-ldflags="-Wl,-rpath,$DBPREFIX/lib")
 confhash=$( { printf '%s\n' "${CONF[@]}"; cat "$HERE/devices.mak"; } | sha1sum | cut -c1-12)
 if ! cmp -s "$HERE/devices.mak" "$SRC/configs/devices/x86_64-softmmu/dirtybatch.mak"; then
@@ -206,6 +228,7 @@ if [ "$FORCE_CONF" = 1 ] || [ ! -e "$OUT/build.ninja" ] ||
 	step "configure (x86_64-softmmu, KVM only, minimal)"
 	rm -rf "$OUT/meson-private" "$OUT/build.ninja"
 	mkdir -p "$OUT"
+	# shellcheck disable=SC2086
 	(cd "$OUT" && $NICE "$SRC/configure" "${CONF[@]}" > "$OUT/configure.log" 2>&1) || {
 		tail -30 "$OUT/configure.log" >&2; exit 1; }
 	echo "$confhash" > "$OUT/.dirtybatch-conf"

@@ -1,35 +1,52 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""Live-migration test for the libdirtybatch-patched QEMU (userspace/qemu).
+"""Live-migration test for the libdirtybatch-patched QEMUs (userspace/qemu).
 
 Runs the tiny payload (payload/payload.S) as the firmware of a small KVM
-guest whose memory regions are not multiples of 64 pages:
+guest shaped like the one of upstream's e8a6d158dbfa report: memory
+regions that are not multiples of 64 pages, and two KVM listeners:
 
   ram0..2    guest RAM made of three NUMA memdevs (memory-backend-ram)
              of 32776K, 16392K and 8200K (8194, 4098 and 2050 pages):
              three RAMBlocks whose sizes and guest-physical offsets are not
              multiples of 64 pages (pc-dimm would need 2 MiB multiples)
-  pflash     1,966,080 bytes (480 pages; holds the payload, read-only)
-  + QEMU's own pc.rom and isa-bios (32 pages each)
+  pflash     1,966,080 bytes (480 pages, OVMF's size; holds the payload,
+             read-only)
+  option ROM 64 KiB (16 pages), the ROM BAR of q35's AHCI controller
+             (-global ich9-ahci.romfile=...)
+  + QEMU's own pc.rom and isa-bios (128 KiB, 32 pages each; 9.0 and
+    later alias isa-bios to the pflash instead of copying it)
+  machine    q35, smm=on: KVM has the kvm-memory and kvm-smram listeners
+             (--smm off for a KVM without SMM)
 
 and live-migrates it over loopback TCP to a second QEMU started with
--incoming.  The payload keeps dirtying all guest RAM above 1 MiB.  When the migration has completed both QEMUs are paused;
-every region is dumped on both sides with QMP pmemsave and compared
-(SHA-256).  The destination is then resumed and must keep running the
-payload (its pass counter at 0x9000 advances).
+-incoming.  The payload keeps dirtying all guest RAM above 1 MiB.  When
+the migration has completed both QEMUs are paused; all guest RAM is
+dumped on both sides with QMP pmemsave and compared (SHA-256).  The
+destination is then resumed and must keep running the payload (its
+pass counter at 0x9000 advances).
 
-Modes (--mode, several allowed; each is one migration):
-  off       patched QEMU with QEMU_DIRTYBATCH=off: upstream's code path
-  fallback  patched QEMU, library without the module (QEMU_DIRTYBATCH=fallback)
-  module    patched QEMU, library with /dev/kvm_dirtybatch (skipped without it)
+Modes (--mode, several allowed; each is one migration per --repeat):
+  TREE:SWITCH  QEMU built by build.sh in $QEMU_BUILD/TREE (7.2, 10.0,
+               10.2, 10.2-nofix) run with
+               off       QEMU_DIRTYBATCH=off: upstream's code path
+               fallback  the library without the module
+               module    the library with /dev/kvm_dirtybatch (the
+                         shim; skipped without it)
+  off, fallback, module   short for 7.2:off, 7.2:fallback, 7.2:module
   debian    /usr/bin/qemu-system-x86_64 (Debian's own 7.2 binary): stock,
             sync time from its migration_bitmap_sync_start/end trace
             points, clear ioctls not counted
 
-Per mode it prints one line "RESULT mode=... key=value ..." with bitmap
-sync time per round (mean/max, ms, without the first sync, which QEMU
-does at setup), clear ioctls per round (inside the sync, and between
-syncs), total migration time, downtime, number of syncs.
+Per migration it prints one line "RESULT mode=... key=value ..."; at the
+end a summary per mode over all its migrations: per sync (all syncs but
+each migration's setup sync) the bitmap sync time and clear ioctls
+(median and interquartile range), and, per migration (median and
+min..max), KVM's TLB flushes (remote_tlb_flush_requests) and vCPU kicks
+(remote_tlb_flush: flushes that had to kick a vCPU) per sync, clear
+ioctls between syncs per GiB sent, total time, downtime and syncs.
+Then, for the pairs that matter, the ratio of medians and whether the
+difference is beyond noise (ranges do not overlap).
 Exit status: 0 all passed, 1 a migration failed or memory differs,
 4 nothing could run (no /dev/kvm).
 """
@@ -51,6 +68,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 FLASH_SIZE = 1966080            # 480 pages
+OPTION_ROM_SIZE = 65536         # 16 pages
+QEMU_BUILD = os.environ.get("QEMU_BUILD", os.path.join(
+    os.environ.get("QEMU_CACHE", "/var/cache/kvm-dirtybatch/qemu"), "build"))
+ALIASES = {"off": "7.2:off", "fallback": "7.2:fallback", "module": "7.2:module"}
+SWITCH_ENV = {"off": "off", "fallback": "fallback", "module": "on"}
+TREE_LABEL = {"7.2": "7.2", "10.0": "10.0", "10.2": "10.2+fix",
+              "10.2-nofix": "10.2"}
+SWITCH_LABEL = {"off": "stock", "fallback": "lib fallback",
+                "module": "lib + shim"}
+
+
+def mode_label(mode):
+    """'10.2:fallback' -> '10.2+fix lib fallback'; 10.2:off is the fix."""
+    if mode == "debian":
+        return "debian 7.2"
+    tree, sw = mode.split(":")
+    if tree == "10.2" and sw == "off":
+        return "10.2+fix"
+    return f"{TREE_LABEL.get(tree, tree)} {SWITCH_LABEL[sw]}"
 NODES_K = [32776, 16392, 8200]
 PARAM_MAGIC = 0x59425244
 PASS_COUNTER = 0x9000
@@ -130,6 +166,28 @@ def make_flash(work, img, regions, stride, delay):
     return path
 
 
+def make_option_rom(work):
+    """A 64 KiB PCI option ROM image (55 AA, 128 blocks of 512 bytes)."""
+    rom = bytearray(OPTION_ROM_SIZE)
+    rom[0:3] = bytes([0x55, 0xAA, OPTION_ROM_SIZE // 512])
+    rom[3] = 0xCB                       # retf: an init entry doing nothing
+    rom[-1] = (-sum(rom)) & 0xFF        # checksum
+    path = os.path.join(work, "option.rom")
+    with open(path, "wb") as f:
+        f.write(rom)
+    return path
+
+
+def kvm_vm_stats(q):
+    """KVM's VM statistics (QMP query-stats), name -> value."""
+    out = {}
+    for prov in q.cmd("query-stats", target="vm") or []:
+        for st in prov.get("stats", []):
+            if isinstance(st.get("value"), int):
+                out[st["name"]] = st["value"]
+    return out
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -140,15 +198,16 @@ def free_port():
 
 def run_mode(args, mode, img, work):
     res = {"mode": mode}
-    qemu = args.qemu
     env = dict(os.environ)
+    sw = None
     if mode == "debian":
         qemu = args.debian_qemu
         env.pop("QEMU_DIRTYBATCH", None)
     else:
-        env["QEMU_DIRTYBATCH"] = {"off": "off", "fallback": "fallback",
-                                  "module": "on"}[mode]
-    if mode == "module" and not os.path.exists("/dev/kvm_dirtybatch"):
+        tree, sw = mode.split(":")
+        qemu = qemu_path(args, tree)
+        env["QEMU_DIRTYBATCH"] = SWITCH_ENV[sw]
+    if sw == "module" and not os.path.exists("/dev/kvm_dirtybatch"):
         log(f"{mode}: SKIP (no /dev/kvm_dirtybatch)")
         res["skip"] = True
         return res
@@ -157,19 +216,21 @@ def run_mode(args, mode, img, work):
         res["skip"] = True
         return res
 
-    d = os.path.join(work, mode)
+    d = os.path.join(work, mode.replace(":", "-"))
     os.makedirs(d, exist_ok=True)
+    rom = make_option_rom(d)
     ram_bytes = sum(NODES_K) * 1024
     regions = [(0x100000, ram_bytes - 0x100000)]
     flash = make_flash(d, img, regions, args.stride, args.delay)
     port = free_port()
 
     def cmdline(name, extra):
-        c = [qemu, "-machine", "q35,accel=kvm", "-cpu", "host",
+        c = [qemu, "-machine", f"q35,accel=kvm,smm={args.smm}", "-cpu", "host",
              "-m", f"{sum(NODES_K)}K",
              "-nodefaults", "-no-user-config", "-display", "none",
              "-smp", "1",
              "-drive", f"if=pflash,format=raw,readonly=on,file={flash}",
+             "-global", f"ich9-ahci.romfile={rom}",
              "-serial", f"file:{d}/{name}.serial",
              "-qmp", f"unix:{d}/{name}.qmp,server=on,wait=off",
              "-D", f"{d}/{name}.trace"]
@@ -221,6 +282,12 @@ def run_mode(args, mode, img, work):
         qsrc.cmd("migrate-set-parameters", **{
             "max-bandwidth": args.bandwidth_mib << 20,
             "downtime-limit": args.downtime_limit})
+        if not getattr(args, "_ramblocks_logged", {}).get(qemu):
+            args.__dict__.setdefault("_ramblocks_logged", {})[qemu] = True
+            rb = qsrc.cmd("human-monitor-command", **{"command-line": "info ramblock"})
+            for line in rb.strip().splitlines():
+                log(f"{mode}: {line.rstrip()}")
+        st0 = kvm_vm_stats(qsrc)
         qsrc.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
         t0 = time.time()
         while True:
@@ -247,12 +314,18 @@ def run_mode(args, mode, img, work):
             if time.time() - t1 > 60:
                 raise RuntimeError("destination did not complete")
             time.sleep(0.1)
+        st1 = kvm_vm_stats(qsrc)
+        for k, name in (("tlb_flushes", "remote_tlb_flush_requests"),
+                        ("vcpu_kicks", "remote_tlb_flush")):
+            if name in st0 and name in st1:
+                res[k] = st1[name] - st0[name]
         res["total_ms"] = info.get("total-time")
         res["downtime_ms"] = info.get("downtime")
         res["setup_ms"] = info.get("setup-time")
         ram = info.get("ram", {})
         res["syncs"] = ram.get("dirty-sync-count")
         res["transferred_mib"] = round(ram.get("transferred", 0) / 2**20, 1)
+        res["_transferred"] = ram.get("transferred", 0)
         res["src_state"] = qsrc.cmd("query-status")["status"]
         res["dst_state"] = qdst.cmd("query-status")["status"]
 
@@ -325,6 +398,12 @@ def run_mode(args, mode, img, work):
         rounds = syncs[1:] if len(syncs) > 1 else syncs
         res["_sync_us"] = [s[1] for s in rounds]
         res["_clears"] = [s[2] for s in rounds if s[2] >= 0]
+        if rounds and rounds[0][3] >= 0 and res["_transferred"]:
+            res["clears_between_per_gib"] = round(
+                sum(s[3] for s in rounds) / (res["_transferred"] / 2**30), 1)
+        if res.get("syncs") and "tlb_flushes" in res:
+            res["tlb_flushes_per_sync"] = round(res["tlb_flushes"] / res["syncs"], 1)
+            res["vcpu_kicks_per_sync"] = round(res["vcpu_kicks"] / res["syncs"], 1)
         if rounds:
             us = [s[1] for s in rounds]
             res["sync_ms_mean"] = round(statistics.mean(us) / 1000, 3)
@@ -351,14 +430,127 @@ def run_mode(args, mode, img, work):
                 p.wait()
 
 
+def qemu_path(args, tree):
+    if tree == "7.2" and args.qemu:
+        return args.qemu
+    return os.path.join(args.qemu_build, tree, "build", "qemu-system-x86_64")
+
+
+def parse_mode(m):
+    m = ALIASES.get(m, m)
+    if m == "debian":
+        return m
+    tree, _, sw = m.partition(":")
+    if not tree or sw not in SWITCH_ENV:
+        raise argparse.ArgumentTypeError(
+            f"mode {m!r}: want TREE:off|fallback|module, off, fallback, "
+            "module or debian")
+    return m
+
+
+def quartiles(xs):
+    """(p25, median, p75) of a non-empty list."""
+    xs = sorted(xs)
+    if len(xs) == 1:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+def spread(xs, per_sync):
+    """Median and spread: interquartile range for per-sync samples,
+    min..max for per-migration ones.  Returns (lo, median, hi)."""
+    if per_sync:
+        return quartiles(xs)
+    return min(xs), statistics.median(xs), max(xs)
+
+
+def fmt(t, scale=1.0, digits=1):
+    lo, med, hi = (x * scale for x in t)
+    return f"{med:.{digits}f} [{lo:.{digits}f}..{hi:.{digits}f}]"
+
+
+# Pairs whose difference the summary judges: (baseline, other)
+PAIRS = [("10.2-nofix:off", "10.2:off"), ("10.2:off", "10.2:fallback"),
+         ("10.2:off", "10.2:module"), ("10.2:fallback", "10.2:module"),
+         ("10.0:off", "10.0:fallback"), ("10.0:off", "10.0:module"),
+         ("10.0:fallback", "10.0:module"),
+         ("7.2:off", "7.2:fallback"), ("7.2:off", "7.2:module"),
+         ("10.0:off", "10.2:off"), ("10.2:off", "10.0:module")]
+
+
+def summarize(modes, ran, repeat):
+    print(f"# summary: {repeat} migration(s) per mode, interleaved, pooled. "
+          "Per sync (all syncs but each migration's setup sync): median "
+          "[interquartile range]; per migration: median [min..max]. "
+          "sync = migration_bitmap_sync incl. KVM_GET_DIRTY_LOG.")
+    cols = ["mode", "clearing", "sync ms", "clear ioctls/sync",
+            "TLB flushes/sync", "vCPU kicks/sync", "clears/GiB between",
+            "total ms", "downtime ms", "syncs", "memory"]
+    print("# " + " | ".join(cols))
+    table = {}
+    for mode in modes:
+        rs = [r for r in ran if r["mode"] == mode]
+        if not rs:
+            continue
+        us = [u for r in rs for u in r["_sync_us"]]
+        cl = [c for r in rs for c in r["_clears"]]
+        row = {"us": spread(us, True) if us else None,
+               "cl": spread(cl, True) if cl else None}
+        for k in ("tlb_flushes_per_sync", "vcpu_kicks_per_sync",
+                  "clears_between_per_gib", "total_ms", "downtime_ms", "syncs"):
+            v = [r[k] for r in rs if r.get(k) is not None]
+            row[k] = spread(v, False) if v else None
+            row["n_" + k] = len(v)
+        row["n_us"], row["n_cl"] = len(us), len(cl)
+        row["mem"] = "same" if all(r.get("memory_match") for r in rs) else "DIFFERS"
+        table[mode] = row
+        cells = [mode_label(mode), rs[0].get("lib_mode", "-"),
+                 fmt(row["us"], 1e-3) if row["us"] else "-",
+                 fmt(row["cl"]) if row["cl"] else "-"]
+        for k, d in (("tlb_flushes_per_sync", 1), ("vcpu_kicks_per_sync", 1),
+                     ("clears_between_per_gib", 1), ("total_ms", 0),
+                     ("downtime_ms", 0), ("syncs", 0)):
+            cells.append(fmt(row[k], 1, d) if row[k] else "-")
+        cells.append(f"{row['mem']} ({len(rs)})")
+        print("# " + " | ".join(cells))
+    print("# differences (ratio of medians other/baseline; 'beyond noise' "
+          "when the ranges above do not overlap)")
+    for a, b in PAIRS:
+        if a not in table or b not in table:
+            continue
+        out = []
+        for k, name in (("us", "sync time"), ("cl", "clear ioctls/sync"),
+                        ("tlb_flushes_per_sync", "TLB flushes/sync"),
+                        ("downtime_ms", "downtime"), ("total_ms", "total time")):
+            x, y = table[a][k], table[b][k]
+            if not x or not y:
+                continue
+            ratio = f"{y[1] / x[1]:.2f}x" if x[1] else "n/a"
+            if min(table[a]["n_" + k], table[b]["n_" + k]) < 2:
+                verdict = "one sample, no spread"
+            elif x[2] < y[0] or y[2] < x[0]:
+                verdict = "beyond noise"
+            else:
+                verdict = "within noise"
+            out.append(f"{name} {ratio} ({verdict})")
+        print(f"#   {mode_label(b)} vs {mode_label(a)}: " + "; ".join(out))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--qemu", default=os.path.join(TOP, "build", "qemu",
-                                                   "qemu-system-x86_64"))
+    ap.add_argument("--qemu", help="QEMU binary for the 7.2 modes "
+                    "(default: the 7.2 tree of --qemu-build)")
+    ap.add_argument("--qemu-build", default=QEMU_BUILD,
+                    help="build.sh's trees (default %(default)s)")
     ap.add_argument("--debian-qemu", default="/usr/bin/qemu-system-x86_64")
-    ap.add_argument("--mode", action="append",
-                    choices=["off", "fallback", "module", "debian"])
+    ap.add_argument("--mode", action="append", type=parse_mode,
+                    help="TREE:off|fallback|module, off|fallback|module "
+                    "(7.2), debian; several allowed")
+    ap.add_argument("--smm", choices=["on", "off", "auto"], default="on",
+                    help="q35 smm= (default on: two KVM listeners; a KVM "
+                    "without SMM, like this host's, needs off)")
     ap.add_argument("--stride", type=int, default=1, help="pages between stores")
     ap.add_argument("--delay", type=int, default=0,
                     help="pause loops after each store (dirty rate)")
@@ -376,7 +568,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
-    modes = args.mode or ["off", "fallback", "module"]
+    modes = args.mode or ["7.2:off", "7.2:fallback", "7.2:module"]
 
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         log("SKIP: no /dev/kvm")
@@ -386,7 +578,8 @@ def main():
     results = []
     failed = False
     for mode in modes * args.repeat:
-        log(f"{mode}: migrating ({args.qemu if mode != 'debian' else args.debian_qemu})")
+        q = args.debian_qemu if mode == "debian" else qemu_path(args, mode.split(":")[0])
+        log(f"{mode}: migrating ({q})")
         try:
             r = run_mode(args, mode, img, work)
         except Exception as e:          # report and go on with the next mode
@@ -400,29 +593,7 @@ def main():
                                    if not k.startswith("_")), flush=True)
     ran = [r for r in results if not r.get("skip") and "error" not in r]
     if ran:
-        print(f"# summary: {args.repeat} migration(s) per mode, pooled; sync = "
-              "migration_bitmap_sync incl. KVM_GET_DIRTY_LOG, all syncs but "
-              "each migration's setup sync")
-        print(f"# {'mode':9} {'clearing':9} {'sync ms':>24} {'clear ioctls':>13} "
-              f"{'total ms':>9} {'downtime':>9} {'syncs':>5} {'memory':>7}")
-        print(f"# {'':9} {'':9} {'median / mean / max':>24} {'per sync':>13} "
-              f"{'mean':>9} {'ms, mean':>9} {'':>5} {'':>7}")
-        for mode in modes:
-            rs = [r for r in ran if r["mode"] == mode]
-            if not rs:
-                continue
-            us = [u for r in rs for u in r["_sync_us"]]
-            cl = [c for r in rs for c in r["_clears"]]
-            sm = (f"{statistics.median(us) / 1000:.1f} / "
-                  f"{statistics.mean(us) / 1000:.1f} / {max(us) / 1000:.1f}"
-                  if us else "-")
-            ci = f"{statistics.mean(cl):.1f}" if cl else "-"
-            tot = statistics.mean(r.get("total_ms") or 0 for r in rs)
-            dt = statistics.mean(r.get("downtime_ms") or 0 for r in rs)
-            ns = sum(r.get("syncs") or 0 for r in rs)
-            mem = "same" if all(r.get("memory_match") for r in rs) else "DIFFERS"
-            print(f"# {mode:9} {rs[0].get('lib_mode', '-'):9} {sm:>24} {ci:>13} "
-                  f"{tot:>9.0f} {dt:>9.0f} {ns:>5} {mem:>7}")
+        summarize(modes, ran, args.repeat)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
