@@ -3,8 +3,9 @@
 #
 # The body of `make check` (after `make deps`): build everything, run the
 # host tests, then the kselftests inside a guest of each test kernel with
-# the freshly built module loaded.  Prints one TAP stream and ends with
-# "N passed, N failed, N skipped"; exits non-zero on any failure.
+# the freshly built module loaded, then per kernel the patched KVM modules
+# (the native backend) in a guest of their own.  Prints one TAP stream and
+# ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
 #
 # Environment: O (build dir, default ./build), CHECK_KERNELS (series to
 # boot, default "6.1 6.12 7.3"), GUEST_TIMEOUT (seconds per guest run).
@@ -68,6 +69,15 @@ if [ -n "$checkpatch" ]; then
 		sh -c "! $checkpatch --strict --no-tree -f module/*.c module/*.h include/uapi/linux/*.h | grep -E -A3 '^(WARNING|ERROR|CHECK)'"
 	step "style: kernel-doc comments complete (module, UAPI header)" \
 		sh -c "! ${checkpatch%checkpatch.pl}kernel-doc -none -Wall module/*.c module/*.h include/uapi/linux/*.h 2>&1 | grep ."
+	# Each patch on stdin (given a path inside this tree checkpatch reads
+	# it as a source file).  FILE_PATH_CHANGES ("does MAINTAINERS need
+	# updating?") is printed for every new file; the new selftest is under
+	# KVM's entry already.
+	step "style: checkpatch.pl --strict clean, the native series for 7.3, 6.12 and 6.1" \
+		sh -c "for p in module/native/patches/*/[0-9][0-9][0-9][1-9]-*.patch; do
+			! $checkpatch --strict --no-tree --ignore FILE_PATH_CHANGES - <\$p |
+				grep -E -A3 '^(WARNING|ERROR|CHECK)' || { echo \"in \$p\"; exit 1; }
+		done"
 fi
 
 progress "host tests (this machine's /dev/kvm)"
@@ -107,6 +117,32 @@ for series in $CHECK_KERNELS; do
 	*) grep 'vm-run:' "$out" | sed 's/^/# /'
 	   point fail "guest $rel: runner exited with status $rc (log: $glog)" ;;
 	esac
+done
+
+# The native backend: KVM's own KVM_CLEAR_DIRTY_LOG_BATCH, as the patched
+# KVM modules of each kernel (built from its exact Debian source), tested in
+# a guest of its own: upstream KVM selftests, the project's kselftests and
+# the library's guest test against the native ioctl.
+for series in $CHECK_KERNELS; do
+	progress "native $series: patched KVM modules, upstream and project tests in a guest"
+	nstart=$(date +%s)
+	nout=$logdir/native-guests-$series.out
+	O="$O" scripts/native-guest-tests.sh "$series" >"$nout" 2>&1
+	nrc=$?
+	while read -r line; do
+		case $line in
+		"ok "*"# SKIP"*) point skip "native $series/${line#ok [0-9]* }" ;;
+		"ok "*) point ok "native $series/${line#ok [0-9]* }" ;;
+		"not ok "*) point fail "native $series/${line#not ok [0-9]* }" ;;
+		esac
+	done < <(grep -E '^(not )?ok [0-9]+ ' "$nout")
+	timings+=" native $series: $(($(date +%s) - nstart))s;"
+	if [ "$nrc" -eq 0 ]; then
+		point ok "native $series: patched KVM built from the exact Debian source, guest kernel log clean (log: $nout)"
+	else
+		grep -E 'native-guest-tests:|vm-run: verdict|Bail out' "$nout" | tail -n 8 | sed 's/^/# /'
+		point fail "native $series: scripts/native-guest-tests.sh exited $nrc (log: $nout)"
+	fi
 done
 
 echo "1..$n"

@@ -65,9 +65,12 @@ apt_install() {
 }
 
 # gcc-multilib: the 32-bit (compat ioctl) builds of some selftests.
+# rsync: the kernel's headers_install (the patched KVM's selftests);
+# python3-ply, python3-git: checkpatch.pl's SPDX check of the native series.
 BASE_PKGS="gcc gcc-multilib make libc6-dev pkg-config bc flex bison python3 \
 qemu-system-x86 busybox-static cpio xz-utils kmod udev dkms debhelper dh-dkms \
-linux-image-amd64 linux-headers-amd64 linux-source-6.1 linux-source-6.12"
+linux-image-amd64 linux-headers-amd64 linux-source-6.1 linux-source-6.12 \
+rsync python3-ply python3-git"
 # shellcheck disable=SC2086
 apt_install $BASE_PKGS
 
