@@ -36,6 +36,9 @@ clears it, round after round, with each strategy in turn on the same VM:
   merged    one KVM_CLEAR_DIRTY_LOG per clear request (QEMU after it)
   batched   libdirtybatch + the module: one KVM_DIRTYBATCH_CLEAR per round
   floor     one KVM_CLEAR_DIRTY_LOG per memslot with the same bits
+  native    libdirtybatch + KVM's own KVM_CLEAR_DIRTY_LOG_BATCH: the guest
+            runs KVM's modules rebuilt with module/native/patches (make
+            kvm-modules, built first) under the module
 Then runs the library microbenchmark on the host.
 
   --kernel K       guest kernel: 6.12 (default), 6.1, 7.3, or a full release
@@ -44,6 +47,7 @@ Then runs the library microbenchmark on the host.
   --host-only      no guest, no module: per-page, merged, floor and
                    libdirtybatch's fallback on this machine's /dev/kvm
   --no-microbench  skip the library microbenchmark
+  --no-native      Debian's KVM in the guest, no native strategy
   --sweep          instead of the default pattern: the sweep (runs 16..4096,
                    RAM memslot 1 GiB..1 TiB, memslots 4..256; every strategy)
                    on this machine's /dev/kvm, then in the guest (not with
@@ -82,7 +86,7 @@ EOF
 progress() { echo "bench: [$(($(date +%s) - start))s] $*"; }
 die() { echo "bench: $*" >&2; exit 1; }
 
-kernels=() host_only=0 micro=1 timeout=600 vcpus=2 rounds_given=0 budget_given=0
+kernels=() host_only=0 native=1 micro=1 timeout=600 vcpus=2 rounds_given=0 budget_given=0
 sweep=0 sweep_budget=600 timeout_given=0
 pass=()
 while [ $# -gt 0 ]; do
@@ -94,6 +98,7 @@ while [ $# -gt 0 ]; do
 	--host-only) host_only=1; shift ;;
 	--qemu) shift; exec "$top/userspace/qemu/bench.sh" "$@" ;;
 	--no-microbench) micro=0; shift ;;
+	--no-native) native=0; shift ;;
 	--sweep) sweep=1; micro=0; shift ;;
 	--sweep-budget) sweep_budget=${2-}; shift 2 || { usage >&2; exit 2; } ;;
 	--sweep-budget=*) sweep_budget=${1#*=}; shift ;;
@@ -155,6 +160,12 @@ if [ "$host_only" = 0 ]; then
 		progress "building kvm_dirtybatch.ko for $rel"
 		build_module "$rel" >"$logdir/bench-module-$rel.log" 2>&1 ||
 			{ tail -n 30 "$logdir/bench-module-$rel.log"; die "module build failed for $rel"; }
+		# KVM's own modules with the native series, for the native strategy
+		if [ "$native" = 1 ]; then
+			progress "building KVM's modules with KVM_CLEAR_DIRTY_LOG_BATCH for $rel (make kvm-modules)"
+			O="$O" scripts/kvm-modules.sh "$rel" >"$logdir/bench-kvm-modules-$rel.log" 2>&1 ||
+				progress "patched KVM modules for $rel not built (log: $logdir/bench-kvm-modules-$rel.log): native is skipped there"
+		fi
 		rels+=("$rel")
 	done
 fi
@@ -251,11 +262,21 @@ fi
 
 for rel in "${rels[@]}"; do
 	ko=$O/module/$rel/kvm_dirtybatch.ko
+	kvmdir=$O/kvm-modules/$rel
 	file=$out/run-$rel.txt
-	progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), loading kvm-amd and kvm_dirtybatch, running the benchmark"
-	selftests/vm-run --kernel "$rel" --module "$ko" --cpus $((vcpus + 1)) \
+	if [ "$native" = 1 ] && [ -f "$kvmdir/kvm.ko" ]; then
+		# the patched KVM under the module: batched and native side by side
+		progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), KVM with KVM_CLEAR_DIRTY_LOG_BATCH and kvm_dirtybatch, running the benchmark"
+		guest=(selftests/native/with-patched-kvm.sh "$kvmdir" "$ko")
+		modarg=()
+	else
+		progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), loading kvm-amd and kvm_dirtybatch, running the benchmark"
+		guest=()
+		modarg=(--module "$ko")
+	fi
+	selftests/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
 		--timeout "$timeout" --log "$logdir/bench-guest-$rel.log" -- \
-		"$bin" --label "$rel" "${pass[@]}" >"$file" 2>&1 &
+		"${guest[@]}" "$bin" --label "$rel" "${pass[@]}" >"$file" 2>&1 &
 	pid=$!
 	tail --pid=$pid -n +1 -f "$file" | show
 	wait $pid

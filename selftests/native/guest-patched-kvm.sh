@@ -29,30 +29,14 @@ extra=${EXTRA_TESTS-set_memory_region_test memslot_modification_stress_test kvm_
 say() { echo "# $*"; }
 n=0 failed=0
 
-# The vendor module vm-run loaded decides which patched one replaces it.
-if grep -q '^kvm_amd ' /proc/modules; then
-	vendor=kvm-amd
-elif grep -q '^kvm_intel ' /proc/modules; then
-	vendor=kvm-intel
-else
-	echo "1..0 # SKIP no kvm_amd or kvm_intel loaded"
-	exit 4
-fi
-stock=$(modinfo -F filename kvm)
-if ! rmmod "${vendor/-/_}" kvm; then
-	echo "1..0 # SKIP cannot unload Debian's KVM modules"
-	exit 4
-fi
-if ! insmod "$moddir/kvm.ko" || ! insmod "$moddir/$vendor.ko"; then
-	echo "Bail out! insmod of the patched $moddir/kvm.ko, $vendor.ko failed"
-	exit 1
-fi
-for _ in $(seq 50); do
-	[ -c /dev/kvm ] && break
-	sleep 0.1
-done
-say "kernel $(uname -r); replaced $stock by $moddir/kvm.ko and $vendor.ko"
-say "patched kvm.ko vermagic: $(modinfo -F vermagic "$moddir/kvm.ko")"
+# shellcheck source=patched-kvm.sh
+. "$(dirname "$0")/patched-kvm.sh"
+use_patched_kvm "$moddir"
+case $? in
+0) ;;
+4) echo "1..0 # SKIP Debian's KVM modules are not there to replace"; exit 4 ;;
+*) echo "Bail out! the patched KVM modules in $moddir do not load"; exit 1 ;;
+esac
 
 tests=("clear_dirty_log_batch_test" "compat32_test")
 args=("" "")
