@@ -10,11 +10,13 @@
 #   10.2:off        10.2 with the upstream fix: the baseline that matters
 #   10.2:fallback   + libdirtybatch without the module
 #   10.2:module     + libdirtybatch with the kvm_dirtybatch shim
+#   10.2:native     + libdirtybatch with KVM's own KVM_CLEAR_DIRTY_LOG_BATCH
+#                   (the guest runs KVM's modules rebuilt with the native
+#                   series, scripts/kvm-modules.sh, the shim on top)
 #   10.0:off, 10.0:fallback, 10.0:module   trixie's 10.0 (no fix)
 #   7.2:off, 7.2:fallback, 7.2:module      bookworm's 7.2 (no fix)
 # (TREE:off is the patched binary with QEMU_DIRTYBATCH=off, i.e.
-# upstream's code path.)  The native KVM ioctl backend is not measured:
-# this libdirtybatch has none.  Prints the per-mode summary and the
+# upstream's code path.)  Prints the per-mode summary and the
 # judged differences; output also goes to $O/bench/qemu.txt.
 #
 #   userspace/qemu/bench.sh [--kernel K] [--timeout S] [--repeat N]
@@ -52,10 +54,10 @@ if [ "$build" = 1 ]; then
 	done
 fi
 modes=()
-for t in 10.2-nofix:off 10.2:off 10.2:fallback 10.2:module \
+for t in 10.2-nofix:off 10.2:off 10.2:fallback 10.2:module 10.2:native \
 	 10.0:off 10.0:fallback 10.0:module 7.2:off 7.2:fallback 7.2:module; do
 	if [ "$host" = 1 ]; then
-		case $t in *:module) continue ;; esac
+		case $t in *:module | *:native) continue ;; esac
 	fi
 	modes+=(--mode "$t")
 done
@@ -82,11 +84,23 @@ for t in 7.2 10.0 10.2 10.2-nofix; do
 	[ -d "$bin/lib" ] || cp -a "$QB/$t/dirtybatch/lib" "$bin/lib"
 done
 args+=(--qemu-build "$bin")
-rel=$(ls -d "$O"/module/"$kernel"* 2>/dev/null | sort -V | tail -1)
+# a kernel of /boot (not build-config-variant.sh's <release>-no-KVM_SMM)
+rel=$(for d in "$O"/module/"$kernel"*; do
+	[ -e "/boot/vmlinuz-$(basename "$d")" ] && echo "$d"
+done | sort -V | tail -1)
 ko=$rel/kvm_dirtybatch.ko
 [ -e "$ko" ] || { echo "qemu bench: no module for $kernel under $O/module (make modules-all)" >&2; exit 1; }
-selftests/vm-run --kernel "$kernel" --module "$ko" --mem 2G --timeout "$timeout" -- \
-	env LD_LIBRARY_PATH="$bin/lib" \
+# KVM's modules with the native series under the shim, for 10.2:native
+kvmdir=$O/kvm-modules/$(basename "$rel")
+O="$O" scripts/kvm-modules.sh "$(basename "$rel")" >"$O/bench/qemu-kvm-modules.log" 2>&1 ||
+	echo "# patched KVM modules not built (log: $O/bench/qemu-kvm-modules.log): 10.2:native is skipped"
+if [ -f "$kvmdir/kvm.ko" ]; then
+	modarg=() guest=(selftests/native/with-patched-kvm.sh "$kvmdir" "$ko")
+else
+	modarg=(--module "$ko") guest=()
+fi
+selftests/vm-run --kernel "$kernel" "${modarg[@]}" --mem 2G --timeout "$timeout" -- \
+	"${guest[@]}" env LD_LIBRARY_PATH="$bin/lib" \
 	sh -c 'echo "# guest kernel $(uname -r)"; exec python3 "$@"' sh \
 	userspace/qemu/migrate-test.py "${args[@]}" "$@" |
 	tee -a "$O/bench/qemu.txt"

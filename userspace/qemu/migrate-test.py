@@ -32,7 +32,9 @@ Modes (--mode, several allowed; each is one migration per --repeat):
                off       QEMU_DIRTYBATCH=off: upstream's code path
                fallback  the library without the module
                module    the library with /dev/kvm_dirtybatch (the
-                         shim; skipped without it)
+                         shim, forced; skipped without it)
+               native    the library with KVM's own KVM_CLEAR_DIRTY_LOG_BATCH
+                         (a patched KVM, forced; skipped without it)
   off, fallback, module   short for 7.2:off, 7.2:fallback, 7.2:module
   debian    /usr/bin/qemu-system-x86_64 (Debian's own 7.2 binary): stock,
             sync time from its migration_bitmap_sync_start/end trace
@@ -72,11 +74,25 @@ OPTION_ROM_SIZE = 65536         # 16 pages
 QEMU_BUILD = os.environ.get("QEMU_BUILD", os.path.join(
     os.environ.get("QEMU_CACHE", "/var/cache/kvm-dirtybatch/qemu"), "build"))
 ALIASES = {"off": "7.2:off", "fallback": "7.2:fallback", "module": "7.2:module"}
-SWITCH_ENV = {"off": "off", "fallback": "fallback", "module": "on"}
+SWITCH_ENV = {"off": "off", "fallback": "fallback", "module": "on", "native": "on"}
+# the library's backend, forced: on a patched KVM the shim mode must not
+# silently take the native ioctl
+BACKEND_ENV = {"module": "shim", "native": "native"}
 TREE_LABEL = {"7.2": "7.2", "10.0": "10.0", "10.2": "10.2+fix",
               "10.2-nofix": "10.2"}
 SWITCH_LABEL = {"off": "stock", "fallback": "lib fallback",
-                "module": "lib + shim"}
+                "module": "lib + shim", "native": "lib + native"}
+
+
+def have_native():
+    """KVM reports KVM_CAP_CLEAR_DIRTY_LOG_BATCH (the library confirms it
+    positively before use; this only decides whether to try)."""
+    import fcntl
+    try:
+        with open("/dev/kvm", "rb", buffering=0) as f:
+            return fcntl.ioctl(f, 0xAE03, 1000) > 0   # KVM_CHECK_EXTENSION
+    except OSError:
+        return False
 
 
 def mode_label(mode):
@@ -207,6 +223,13 @@ def run_mode(args, mode, img, work):
         tree, sw = mode.split(":")
         qemu = qemu_path(args, tree)
         env["QEMU_DIRTYBATCH"] = SWITCH_ENV[sw]
+        env.pop("DIRTYBATCH_BACKEND", None)
+        if sw in BACKEND_ENV:
+            env["DIRTYBATCH_BACKEND"] = BACKEND_ENV[sw]
+    if sw == "native" and not have_native():
+        log(f"{mode}: SKIP (KVM has no KVM_CLEAR_DIRTY_LOG_BATCH)")
+        res["skip"] = True
+        return res
     if sw == "module" and not os.path.exists("/dev/kvm_dirtybatch"):
         log(f"{mode}: SKIP (no /dev/kvm_dirtybatch)")
         res["skip"] = True
@@ -414,6 +437,10 @@ def run_mode(args, mode, img, work):
                 res["clears_between"] = round(statistics.mean(s[3] for s in rounds), 1)
         res["trace_syncs"] = len(syncs)
         res["pass"] = bool(ok and res["dst_runs"])
+        # the library must have used the backend the mode names
+        if sw in ("fallback", "module", "native") and res["lib_mode"] != sw:
+            log(f"{mode}: FAIL: libdirtybatch ran in {res['lib_mode']} mode")
+            res["pass"] = False
         return res
     finally:
         for q in qs:
@@ -443,7 +470,7 @@ def parse_mode(m):
     tree, _, sw = m.partition(":")
     if not tree or sw not in SWITCH_ENV:
         raise argparse.ArgumentTypeError(
-            f"mode {m!r}: want TREE:off|fallback|module, off, fallback, "
+            f"mode {m!r}: want TREE:off|fallback|module|native, off, fallback, "
             "module or debian")
     return m
 
@@ -473,6 +500,7 @@ def fmt(t, scale=1.0, digits=1):
 # Pairs whose difference the summary judges: (baseline, other)
 PAIRS = [("10.2-nofix:off", "10.2:off"), ("10.2:off", "10.2:fallback"),
          ("10.2:off", "10.2:module"), ("10.2:fallback", "10.2:module"),
+         ("10.2:off", "10.2:native"), ("10.2:module", "10.2:native"),
          ("10.0:off", "10.0:fallback"), ("10.0:off", "10.0:module"),
          ("10.0:fallback", "10.0:module"),
          ("7.2:off", "7.2:fallback"), ("7.2:off", "7.2:module"),
