@@ -210,10 +210,19 @@ if [ "$sweep" = 1 ]; then
 		ko=$O/module/$rel/kvm_dirtybatch.ko
 		file=$out/sweep-$rel.txt
 		: >"$file"
-		progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), loading kvm-amd and kvm_dirtybatch, the sweep (budget $sweep_budget s)"
-		nice selftests/vm-run --kernel "$rel" --module "$ko" --cpus $((vcpus + 1)) \
+		kvmdir=$O/kvm-modules/$rel
+		if [ "$native" = 1 ] && [ -f "$kvmdir/kvm.ko" ]; then
+			progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), KVM with KVM_CLEAR_DIRTY_LOG_BATCH and kvm_dirtybatch, the sweep (budget $sweep_budget s)"
+			guest=(selftests/native/with-patched-kvm.sh "$kvmdir" "$ko")
+			modarg=()
+		else
+			progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), loading kvm-amd and kvm_dirtybatch, the sweep (budget $sweep_budget s)"
+			guest=()
+			modarg=(--module "$ko")
+		fi
+		nice selftests/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
 			--timeout "$timeout" --log "$logdir/bench-sweep-guest-$rel.log" -- \
-			"$bin" --sweep --sweep-budget "$sweep_budget" --label "$rel" \
+			"${guest[@]}" "$bin" --sweep --sweep-budget "$sweep_budget" --label "$rel" \
 			"${pass[@]}" >"$file" 2>&1 &
 		pid=$!
 		tail --pid=$pid -n +1 -f "$file" | showsweep
