@@ -385,7 +385,7 @@ static void batch_round(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *s
 	struct kvm_dirtybatch_clear c;
 	uint32_t stride = strides[rng_below(&self->rng, ARRAY_SIZE(strides))];
 	uint32_t n = 1 + rng_below(&self->rng, rng_below(&self->rng, 4) ? 24 : MAX_BATCH);
-	uint64_t expect;
+	uint64_t expect, cleared;
 	char msg[256];
 	uint32_t i;
 	int r;
@@ -407,10 +407,8 @@ static void batch_round(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *s
 		bmsum0[i] = bm_hash(self->bms[i], bitmap_bytes(tmp[i].num_pages));
 	have_fl = !vm_read_stat(self->v[0], false, "remote_tlb_flush_requests", &fl0);
 	r = db_clear(self->dbfd, &c);
-	if (have_fl && !vm_read_stat(self->v[0], false, "remote_tlb_flush_requests", &fl1) &&
-	    c.pages_cleared)
-		EXPECT_LE(1, fl1 - fl0) TH_LOG("round %u: %llu pages cleared, no TLB flush",
-					       round, (unsigned long long)c.pages_cleared);
+	have_fl = have_fl &&
+		  !vm_read_stat(self->v[0], false, "remote_tlb_flush_requests", &fl1);
 	EXPECT_EQ(0, memcmp(rbuf0, self->rbuf, (size_t)n * stride)) TH_LOG("ranges changed");
 	for (i = 0; i < n; i++)
 		EXPECT_EQ(bmsum0[i], bm_hash(self->bms[i], bitmap_bytes(tmp[i].num_pages)))
@@ -422,8 +420,16 @@ static void batch_round(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *s
 				   tmp[i].num_pages, self->bms[i]);
 	snap_take(self->v[0], &after);
 	EXPECT_EQ(n, c.error_index);
-	EXPECT_EQ(expect, c.pages_cleared) TH_LOG("round %u", round);
-	EXPECT_EQ(snap_cleared(&before, &after), c.pages_cleared) TH_LOG("round %u", round);
+	/* KVM's native ioctl does not count what it cleared: take the bitmaps' word */
+	cleared = snap_cleared(&before, &after);
+	if (db_backend_has_stats()) {
+		EXPECT_EQ(expect, c.pages_cleared) TH_LOG("round %u", round);
+		EXPECT_EQ(cleared, c.pages_cleared) TH_LOG("round %u", round);
+	}
+	EXPECT_EQ(expect, cleared) TH_LOG("round %u", round);
+	if (have_fl && cleared)
+		EXPECT_LE(1, fl1 - fl0) TH_LOG("round %u: %llu pages cleared, no TLB flush",
+					       round, (unsigned long long)cleared);
 	EXPECT_TRUE(snap_equal(&model, &after, msg, sizeof(msg)))
 		TH_LOG("round %u: model vs batch VM: %s", round, msg);
 	snprintf(msg, sizeof(msg), "round %u after the clear (%u ranges, stride %u)",
@@ -434,7 +440,7 @@ static void batch_round(struct __test_metadata *_metadata, FIXTURE_DATA(diff) *s
 	snap_free(&model);
 	self->batches++;
 	self->ranges += n;
-	self->cleared += c.pages_cleared;
+	self->cleared += cleared;
 }
 
 TEST_F_TIMEOUT(diff, random_batches, 300)

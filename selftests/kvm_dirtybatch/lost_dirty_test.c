@@ -323,9 +323,14 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 
 			ASSERT_EQ(0, db_clear(self->dbfd, &c));
 			ASSERT_EQ(nr, c.error_index);
-			ASSERT_LE(must, c.pages_cleared);
-			ASSERT_GE(maxc, c.pages_cleared);
-			cleared += c.pages_cleared;
+			/* KVM's native ioctl does not count what it cleared */
+			if (db_backend_has_stats()) {
+				ASSERT_LE(must, c.pages_cleared);
+				ASSERT_GE(maxc, c.pages_cleared);
+				cleared += c.pages_cleared;
+			} else {
+				cleared += must;	/* at least */
+			}
 			calls++;
 		} else {
 			for (i = 0; i < nr; i++) {
@@ -385,11 +390,12 @@ TEST_F_TIMEOUT(lost, no_lost_dirty_pages, 120)
 		       name, (unsigned long long)iters,
 		       vm->ctrl->seq, (unsigned long long)checked,
 		       (unsigned long long)requested, (unsigned long long)cleared,
-		       variant->batch ? "" : "+", (unsigned long long)calls,
+		       variant->batch && db_backend_has_stats() ? "" : "+",
+		       (unsigned long long)calls,
 		       (unsigned long long)max_call_ns / 1000, lost);
 	ASSERT_EQ(0, lost);
 	ASSERT_LT(0, checked);
-	if (variant->batch) {
+	if (variant->batch && db_backend_has_stats()) {
 		/* one hold per call, plus one per break */
 		ASSERT_EQ(0, db_get_stats(self->dbfd, &st1));
 		ksft_print_msg("lost_dirty(%s): %llu calls, %llu MMU-lock holds, %llu breaks\n",

@@ -49,6 +49,12 @@ static inline bool db_backend_has_stats(void)
 	return db_backend() == DB_BACKEND_MODULE;
 }
 
+/* the ioctl db_clear() makes, for messages */
+static inline const char *db_backend_ioctl(void)
+{
+	return db_backend_has_stats() ? "KVM_DIRTYBATCH_CLEAR" : "KVM_CLEAR_DIRTY_LOG_BATCH";
+}
+
 /* ---- module wrappers: return 0 or -errno ---- */
 int db_open(void);				/* fd or -errno */
 int db_clear(int dbfd, struct kvm_dirtybatch_clear *c);
