@@ -163,7 +163,8 @@ uninstall:
 # Any kvm-dirtybatch already registered with DKMS is removed first, so the
 # installed module is this tree's.  DKMS rebuilds it for new kernels.
 # sudo make dkms-remove: dkms remove every version, delete the sources.
-# The version comes from dkms.conf, the one place it is written.
+# The version comes from dkms.conf; debian/changelog and dirtybatch.h say
+# the same (make check: scripts/host-tests/install.sh checks both).
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\([^"]*\)"$$/\1/p' $(CURDIR)/dkms.conf)
 DKMS_SRCDIR = /usr/src/kvm-dirtybatch-$(VERSION)
 DKMS_KERNELS ?= $(shell uname -r)

@@ -88,7 +88,7 @@ static const struct file_operations dirtybatch_fops = {
 	.llseek = noop_llseek,
 };
 
-/* Same mode as /dev/kvm; udev/kvm_dirtybatch.rules sets the kvm group. */
+/* Same mode as /dev/kvm; module/60-kvm-dirtybatch.rules sets the kvm group. */
 static struct miscdevice dirtybatch_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = KVM_DIRTYBATCH_DEVICE_NAME,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# DKMS as a KVM host operator uses it (README "Install on a KVM host"), on
+# DKMS as a KVM host operator uses it (Documentation/install.md), on
 # this machine, for every installed kernel with headers:
 #   make dkms-install   copies the module's sources to /usr/src, dkms add,
 #                       build and install: checked in the DKMS tree, the build

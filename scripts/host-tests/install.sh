@@ -186,13 +186,23 @@ one_prefix() { # prefix (empty: the Makefile's default) expected-prefix expected
 # debian/: dpkg-buildpackage -b in a copy of the tree (it writes next to
 # the tree and into debian/), then what each package holds.
 debian_packages() {
-	local src=$tmp/deb/kvm-dirtybatch v dv f bad='' d ma sv arch
+	local src=$tmp/deb/kvm-dirtybatch v dv lv p f bad='' d ma sv arch
 	v=$(sed -n 's/^PACKAGE_VERSION="\([^"]*\)"$/\1/p' dkms.conf)
 	dv=$(dpkg-parsechangelog -l debian/changelog -S Version 2>/dev/null)
 	if [ "${dv%%-*}" = "$v" ]; then
 		ok "debian/changelog's version $dv is dkms.conf's $v"
 	else
 		not_ok "debian/changelog's version '$dv' is dkms.conf's '$v'"
+	fi
+	# the library's version (its soname and .pc) is the package's
+	lv=$(for p in MAJOR MINOR PATCH; do
+		sed -n "s/^#define DIRTYBATCH_VERSION_${p}[[:space:]]*\([0-9]*\)$/\1/p" \
+			userspace/lib/dirtybatch.h
+	done | paste -sd.)
+	if [ "$lv" = "$v" ]; then
+		ok "libdirtybatch's version $lv (dirtybatch.h) is dkms.conf's $v"
+	else
+		not_ok "libdirtybatch's version '$lv' (dirtybatch.h) is dkms.conf's '$v'"
 	fi
 	if ! command -v dpkg-buildpackage >/dev/null || ! command -v dh_dkms >/dev/null ||
 		! dpkg-checkbuilddeps debian/control >/dev/null 2>&1; then
