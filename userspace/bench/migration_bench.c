@@ -3,7 +3,7 @@
  * dirtybatch_migration_bench, the measurement: QEMU's migration bitmap
  * sync, one way per strategy, on one VM (bench_run()).
  *
- * A VM (selftests/kvm_dirtybatch/vm.[ch], the flat 32-bit guest loop of
+ * A VM (selftests/lib/vm.[ch], the flat 32-bit guest loop of
  * guest_code.S) has a QEMU-like memory map: guest RAM over a few large
  * memslots and many small ones (ROM, flash, device memory) whose sizes are
  * not multiples of 64 pages.  Its vCPUs keep writing a fixed set of pages.

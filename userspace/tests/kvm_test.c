@@ -19,8 +19,8 @@
  * (guest writes only set bits), slots the guest does not write must match
  * the model exactly, and at the end a page holding a sequence number
  * stored after its last clear must be dirty: no dirty page may be lost.
- * Nothing is mocked.  The VM is the kselftests' helper
- * (selftests/kvm_dirtybatch/vm.[ch], guest_code.S).
+ * Nothing is mocked.  The VM is the shared test library's helper
+ * (selftests/lib/vm.[ch], guest_code.S).
  *
  * DIRTYBATCH_TEST_SEED overrides the random seed.
  */
