@@ -120,14 +120,6 @@ bool db_available(const char **why)
 	return true;
 }
 
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 uint64_t test_seed(const char *what)
 {
 	const char *env = getenv(SEED_ENV);

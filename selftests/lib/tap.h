@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1 OR MIT */
-/* Minimal TAP 13 producer for the libdirtybatch tests. */
+/* Minimal TAP 13 producer for the tests that do not use the kselftest harness. */
 #ifndef DIRTYBATCH_TAP_H
 #define DIRTYBATCH_TAP_H
 
