@@ -67,12 +67,12 @@ run_kernel() { # release
 	local rel=$1 ko=$O/module/$1/kvm_dirtybatch.ko
 	local env="KVM_DIRTYBATCH_SEED=$seed KVM_DIRTYBATCH_FUZZ_CALLS=$calls"
 	env+=" KVM_DIRTYBATCH_FUZZ_RACE_CALLS=$race_calls KVM_DIRTYBATCH_FUZZ_RACE_SECONDS=$race_secs"
-	selftests/vm-run --kernel "$rel" --module "$ko" --timeout "$timeout" \
+	selftests/runner/vm-run --kernel "$rel" --module "$ko" --timeout "$timeout" \
 		--log "$logdir/fuzz-$rel.log" -- \
 		"KVM_DIRTYBATCH_HUGE_GIB=64,1024 $O/tests/guest/huge_batch_test; r=\$?; $env $O/tests/guest/fuzz_test || r=1; exit \$r" \
 		>"$logdir/fuzz-$rel.out" 2>&1
 	echo $? >"$logdir/fuzz-$rel.out.rc"
-	selftests/vm-run --kernel "$rel" --module "$ko" --timeout 900 \
+	selftests/runner/vm-run --kernel "$rel" --module "$ko" --timeout 900 \
 		--log "$logdir/lifetime-$rel.log" -- \
 		selftests/kvm_dirtybatch/module_lifetime.sh "$ko" "$O/tests/guest" \
 		>"$logdir/lifetime-$rel.out" 2>&1

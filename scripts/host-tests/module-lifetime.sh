@@ -14,7 +14,7 @@ mkdir -p "$O/logs"
 	exit 4
 }
 lifetime() { # dir release
-	selftests/vm-run --kernel "$2" --module "$1/kvm_dirtybatch.ko" \
+	selftests/runner/vm-run --kernel "$2" --module "$1/kvm_dirtybatch.ko" \
 		--timeout 300 --log "$O/logs/module-lifetime-$2.log" -- \
 		selftests/kvm_dirtybatch/module_lifetime.sh "$1/kvm_dirtybatch.ko" \
 		"$O/tests/guest"

@@ -11,7 +11,7 @@ O=${O:-$PWD/build}
 . scripts/guest-each-kernel.sh
 mkdir -p "$O/logs"
 refused_load() { # dir release
-	selftests/vm-run --kernel "$2" --timeout 300 \
+	selftests/runner/vm-run --kernel "$2" --timeout 300 \
 		--log "$O/logs/refused-load-$2.log" -- \
 		selftests/kvm_dirtybatch/refused_load.sh "$1/kvm_dirtybatch.ko" \
 		"$1/hide_symbol.ko"

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # module_lifetime.sh KO TESTS_DIR: the module's lifetime, in a guest where
-# KO is loaded (selftests/vm-run --module KO -- module_lifetime.sh KO DIR).
+# KO is loaded (selftests/runner/vm-run --module KO -- module_lifetime.sh KO DIR).
 # Not a test of the common guest run (it unloads the module): run by
 # scripts/host-tests/module-lifetime.sh and scripts/fuzz.sh.
 #

@@ -5,7 +5,7 @@
 # clear message and nothing left behind, when a KVM internal it resolves
 # at load time is missing or lives in another module than KVM.  Run in a
 # guest of its own without the module loaded:
-#   selftests/vm-run -- selftests/kvm_dirtybatch/refused_load.sh KO HIDE_KO
+#   selftests/runner/vm-run -- selftests/kvm_dirtybatch/refused_load.sh KO HIDE_KO
 # HIDE_KO is the test-only hide_symbol.ko (built next to KO by make module):
 # while it is loaded, kallsyms_lookup_name() returns 0 for one symbol
 # (mode=missing) or the address of a function of hide_symbol (mode=foreign).
