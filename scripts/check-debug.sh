@@ -21,7 +21,7 @@
 # 3. Boots it under selftests/runner/vm-run (--kernel <image>) three times: the
 #    kselftests (scripts/run-tests.sh build/tests/guest, as make check),
 #    huge_batch_test then a fuzz_test run (shorter than make fuzz), and
-#    module_lifetime.sh (loads and unloads the module).  Each run ends with
+#    module_lifetime_guest.sh (loads and unloads the module).  Each run ends with
 #    vm-run's kernel log verdict (BUG, WARNING, lockdep, KASAN, KFENCE,
 #    list corruption, RCU stall, bad taint: see selftests/runner/vm-run).
 # Prints one TAP stream and "N passed, N failed, N skipped"; exits non-zero
@@ -287,7 +287,7 @@ fi
 
 progress "guest $rel: module lifetime (unload, reload)"
 guest lifetime 3600 "echo '# ==== begin module_lifetime'
-	selftests/kvm_dirtybatch/module_lifetime.sh $ko $O/tests/guest
+	selftests/kvm_dirtybatch/module_lifetime_guest.sh $ko $O/tests/guest
 	echo \"# ==== end module_lifetime exit=\$?\""
 
 finish

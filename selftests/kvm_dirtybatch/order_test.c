@@ -760,7 +760,7 @@ FIXTURE_SETUP(order)
 		SKIP(return, "%s", why);
 
 	self->dbfd = db_open();
-	ASSERT_LE(0, self->dbfd) TH_LOG("open " DB_DEV_PATH ": %d", self->dbfd);
+	ASSERT_LE(0, self->dbfd) TH_LOG("open " DB_DEVICE_PATH ": %d", self->dbfd);
 	self->vm = vm_create(true);
 	for (i = 0; i < NSLOTS; i++) {
 		vm_add_slot(self->vm, slot_ids[i], SLOT_GPA(i), slot_pages[i],

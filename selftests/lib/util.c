@@ -15,7 +15,7 @@
 #ifndef DB_EMULATE
 int db_open(void)
 {
-	int fd = open(DB_DEV_PATH, O_RDWR | O_CLOEXEC);
+	int fd = open(DB_DEVICE_PATH, O_RDWR | O_CLOEXEC);
 
 	return fd < 0 ? -errno : fd;
 }
@@ -112,8 +112,8 @@ bool db_available(const char **why)
 
 	if (fd < 0) {
 		if (why)
-			*why = fd == -ENOENT ? DB_DEV_PATH " does not exist (module not loaded)"
-					     : DB_DEV_PATH " cannot be opened";
+			*why = fd == -ENOENT ? DB_DEVICE_PATH " does not exist (module not loaded)"
+					     : DB_DEVICE_PATH " cannot be opened";
 		return false;
 	}
 	close(fd);

@@ -15,7 +15,7 @@
 #include "rng.h"
 #include "vm.h"
 
-#define DB_DEV_PATH	"/dev/" KVM_DIRTYBATCH_DEVICE_NAME
+#define DB_DEVICE_PATH	"/dev/" KVM_DIRTYBATCH_DEVICE_NAME
 #define SEED_ENV	"KVM_DIRTYBATCH_SEED"
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
