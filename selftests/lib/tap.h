@@ -61,6 +61,15 @@ static inline void tap_skip(const char *reason, const char *fmt, ...)
 	fflush(stdout);
 }
 
+/* The whole program skipped, before any test: a plan of none, exit 4. */
+__attribute__((noreturn))
+static inline void tap_skip_all(const char *reason)
+{
+	printf("TAP version 13\n1..0 # SKIP %s\n", reason);
+	fflush(stdout);
+	exit(4);
+}
+
 /* 1 if anything failed, 4 if everything was skipped, else 0. */
 static inline int tap_exit_code(void)
 {

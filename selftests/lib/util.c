@@ -10,6 +10,7 @@
 
 #include <linux/kvm_clear_dirty_log_batch.h>
 
+#include "tap.h"
 #include "util.h"
 
 #ifndef DB_EMULATE
@@ -272,11 +273,8 @@ void test_require(int argc, char **argv, bool need_module)
 	for (i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "-l") || !strcmp(argv[i], "-h"))
 			return;
-	if (!kvm_available(&why) || (need_module && !db_available(&why))) {
-		printf("TAP version 13\n1..0 # SKIP %s\n", why);
-		fflush(stdout);
-		exit(4);
-	}
+	if (!kvm_available(&why) || (need_module && !db_available(&why)))
+		tap_skip_all(why);
 	keep_static_keys_enabled();
 }
 
