@@ -64,7 +64,7 @@ module:
 	$(MAKE) -C $(KDIR) M=$(MDIR)/src O=$(KBUILD_O) $(KBUILD_ARGS) modules
 	@cp $(MDIR)/src/module/kvm_dirtybatch.ko $(MDIR)/
 	@echo "  MODULE  $(MDIR)/kvm_dirtybatch.ko"
-	@# the selftests' helper module (refused_load.sh); never installed
+	@# the selftests' helper module (refused_load_guest.sh); never installed
 	@mkdir -p $(MDIR)/hide_symbol
 	@cp -a $(HIDE_SYMBOL_SRCS) $(MDIR)/hide_symbol/
 	$(MAKE) -C $(KDIR) M=$(MDIR)/hide_symbol O=$(KBUILD_O) $(KBUILD_ARGS) modules

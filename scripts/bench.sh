@@ -220,7 +220,7 @@ if [ "$sweep" = 1 ]; then
 			guest=()
 			modarg=(--module "$ko")
 		fi
-		nice selftests/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
+		nice selftests/runner/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
 			--timeout "$timeout" --log "$logdir/bench-sweep-guest-$rel.log" -- \
 			"${guest[@]}" "$bin" --sweep --sweep-budget "$sweep_budget" --label "$rel" \
 			"${pass[@]}" >"$file" 2>&1 &
@@ -283,7 +283,7 @@ for rel in "${rels[@]}"; do
 		guest=()
 		modarg=(--module "$ko")
 	fi
-	selftests/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
+	selftests/runner/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
 		--timeout "$timeout" --log "$logdir/bench-guest-$rel.log" -- \
 		"${guest[@]}" "$bin" --label "$rel" "${pass[@]}" >"$file" 2>&1 &
 	pid=$!

@@ -18,12 +18,12 @@
 #    It is rebuilt only when the fragment, the sources or the compiler
 #    change (a stamp file records them).
 # 2. Builds the selftests and kvm_dirtybatch.ko against that tree.
-# 3. Boots it under selftests/vm-run (--kernel <image>) three times: the
+# 3. Boots it under selftests/runner/vm-run (--kernel <image>) three times: the
 #    kselftests (scripts/run-tests.sh build/tests/guest, as make check),
 #    huge_batch_test then a fuzz_test run (shorter than make fuzz), and
-#    module_lifetime.sh (loads and unloads the module).  Each run ends with
+#    module_lifetime_guest.sh (loads and unloads the module).  Each run ends with
 #    vm-run's kernel log verdict (BUG, WARNING, lockdep, KASAN, KFENCE,
-#    list corruption, RCU stall, bad taint: see selftests/vm-run).
+#    list corruption, RCU stall, bad taint: see selftests/runner/vm-run).
 # Prints one TAP stream and "N passed, N failed, N skipped"; exits non-zero
 # on any failure.  Logs: build/logs/debug-*.
 #
@@ -228,15 +228,15 @@ ko=$O/module/$rel/kvm_dirtybatch.ko
 [ -f "$ko" ] || finish
 
 # vm-run's kernel log patterns, to show the offending lines.
-bad_re=$(sed -n "s/^BAD_RE+\{0,1\}='|\{0,1\}\(.*\)'$/\1/p" selftests/vm-run | paste -sd'|')
-benign_re=$(sed -n "s/^BENIGN_RE='\(.*\)'$/\1/p" selftests/vm-run)
+bad_re=$(sed -n "s/^BAD_RE+\{0,1\}='|\{0,1\}\(.*\)'$/\1/p" selftests/runner/vm-run | paste -sd'|')
+benign_re=$(sed -n "s/^BENIGN_RE='\(.*\)'$/\1/p" selftests/runner/vm-run)
 
 # One guest run: vm-run's status as a test point.  The guest's output is
 # folded into TAP as it comes.
 guest() { # name timeout command
 	local name=$1 tmo=$2 cmd=$3 glog=$logdir/debug-$1.log out=$logdir/debug-$1.out rc
 	fold "debug $name/" < <({
-		selftests/vm-run --kernel "$kimg" --module "$ko" --mem "$GUEST_MEM" \
+		selftests/runner/vm-run --kernel "$kimg" --module "$ko" --mem "$GUEST_MEM" \
 			--log "$glog" --timeout "$tmo" -- "$cmd" 2>&1
 		echo $? >"$out.rc"
 	} | tee "$out")
@@ -287,7 +287,7 @@ fi
 
 progress "guest $rel: module lifetime (unload, reload)"
 guest lifetime 3600 "echo '# ==== begin module_lifetime'
-	selftests/kvm_dirtybatch/module_lifetime.sh $ko $O/tests/guest
+	selftests/kvm_dirtybatch/module_lifetime_guest.sh $ko $O/tests/guest
 	echo \"# ==== end module_lifetime exit=\$?\""
 
 finish

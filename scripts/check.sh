@@ -102,7 +102,7 @@ for series in $CHECK_KERNELS; do
 	out=$logdir/guest-$rel.out
 	# fold runs in this shell (not a pipeline's subshell): it counts.
 	fold "guest $series/" < <({
-		selftests/vm-run --kernel "$rel" --module "$ko" --log "$glog" \
+		selftests/runner/vm-run --kernel "$rel" --module "$ko" --log "$glog" \
 			--timeout "$GUEST_TIMEOUT" -- scripts/run-tests.sh "$O/tests/guest" 2>&1
 		echo $? >"$out.rc"
 	} | tee "$out")

@@ -13,7 +13,7 @@
 # that the module-wide longest MMU-lock hold is its own) and fuzz_test (N
 # deterministic calls, default 800000, then the race test: at least
 # --race-calls calls, default 200000, or --race-seconds, default 1800);
-# another guest runs selftests/kvm_dirtybatch/module_lifetime.sh (it
+# another guest runs selftests/kvm_dirtybatch/module_lifetime_guest.sh (it
 # unloads the module).  Prints, per kernel: calls made, errnos seen per
 # input class, races exercised, invariant violations (must be 0), the
 # huge-batch figures and the guest kernel log verdict.  Exits non-zero if
@@ -67,14 +67,14 @@ run_kernel() { # release
 	local rel=$1 ko=$O/module/$1/kvm_dirtybatch.ko
 	local env="KVM_DIRTYBATCH_SEED=$seed KVM_DIRTYBATCH_FUZZ_CALLS=$calls"
 	env+=" KVM_DIRTYBATCH_FUZZ_RACE_CALLS=$race_calls KVM_DIRTYBATCH_FUZZ_RACE_SECONDS=$race_secs"
-	selftests/vm-run --kernel "$rel" --module "$ko" --timeout "$timeout" \
+	selftests/runner/vm-run --kernel "$rel" --module "$ko" --timeout "$timeout" \
 		--log "$logdir/fuzz-$rel.log" -- \
 		"KVM_DIRTYBATCH_HUGE_GIB=64,1024 $O/tests/guest/huge_batch_test; r=\$?; $env $O/tests/guest/fuzz_test || r=1; exit \$r" \
 		>"$logdir/fuzz-$rel.out" 2>&1
 	echo $? >"$logdir/fuzz-$rel.out.rc"
-	selftests/vm-run --kernel "$rel" --module "$ko" --timeout 900 \
+	selftests/runner/vm-run --kernel "$rel" --module "$ko" --timeout 900 \
 		--log "$logdir/lifetime-$rel.log" -- \
-		selftests/kvm_dirtybatch/module_lifetime.sh "$ko" "$O/tests/guest" \
+		selftests/kvm_dirtybatch/module_lifetime_guest.sh "$ko" "$O/tests/guest" \
 		>"$logdir/lifetime-$rel.out" 2>&1
 	echo $? >"$logdir/lifetime-$rel.out.rc"
 }

@@ -5,7 +5,7 @@
 # in guests.  Per kernel (default: 6.1 6.12 7.3, the newest installed of
 # each): build the modules (scripts/kvm-modules.sh), build the upstream KVM
 # selftests from the same Debian source with the same series applied, then
-# boot the kernel (selftests/vm-run), replace Debian's kvm/kvm-amd there by
+# boot the kernel (selftests/runner/vm-run), replace Debian's kvm/kvm-amd there by
 # the patched ones and run the tests (selftests/native/guest-patched-kvm.sh).
 #
 # The selftests are built once per Debian version, cached under
@@ -130,7 +130,7 @@ for k; do
 	[ -n "$project" ] || log "$rel: no built module and guest tests: the project's tests not run"
 	t2=$SECONDS
 	log "$rel: modules $((t1 - t0))s, selftests $((t2 - t1))s"
-	if selftests/vm-run --kernel "$rel" --timeout "${VM_TIMEOUT:-1200}" \
+	if selftests/runner/vm-run --kernel "$rel" --timeout "${VM_TIMEOUT:-1200}" \
 		--log "$O/logs/native-$rel.log" -- \
 		env DIRTY_LOG_ITERATIONS="${DIRTY_LOG_ITERATIONS:-8}" \
 		${project:+PROJECT_TESTS="$O/tests/guest" SHIM_KO="$project"} \

@@ -19,7 +19,7 @@
 #     <release> (what linux-image-<release> depends on, less the initramfs
 #     tool) downloaded inside the root and unpacked on the host with
 #     dpkg-deb -x, not installed: /boot/vmlinuz-, config- and System.map-
-#     <release>, /lib/modules/<release> (depmod run), where selftests/vm-run
+#     <release>, /lib/modules/<release> (depmod run), where selftests/runner/vm-run
 #     and vng find kernels.  No initramfs: vng makes its own.  The host's
 #     package database, apt sources and libc are untouched.  A marker,
 #     /lib/modules/<release>/kvm-dirtybatch.unpacked, names the packages;

@@ -6,7 +6,7 @@
 #   make dkms-install   copies the module's sources to /usr/src, dkms add,
 #                       build and install: checked in the DKMS tree, the build
 #                       log, /lib/modules/<k>/updates/dkms (vermagic, depmod);
-#   in a guest of each kernel (selftests/vm-run; the guest sees this host's
+#   in a guest of each kernel (selftests/runner/vm-run; the guest sees this host's
 #   /lib/modules): modprobe kvm_dirtybatch finds the DKMS module, the udev
 #   rule gives /dev/kvm_dirtybatch /dev/kvm's owner, group and mode, and the
 #   modules-load.d example loads it;
@@ -237,7 +237,7 @@ else
 	mkdir -p "$O/logs"
 	for k in "${kernels[@]}"; do
 		glog=$O/logs/dkms-guest-$k.log
-		if selftests/vm-run --kernel "$k" --log "$glog" --timeout 300 -- "$guest_cmd" \
+		if selftests/runner/vm-run --kernel "$k" --log "$glog" --timeout 300 -- "$guest_cmd" \
 			>"$state/guest.out" 2>&1; then
 			ok "guest $k: modprobe finds the DKMS module; /dev/kvm_dirtybatch root:kvm 0660 like /dev/kvm; modules-load.d loads it"
 		else

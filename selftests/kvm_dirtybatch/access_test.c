@@ -108,11 +108,11 @@ TEST(device_mode)
 	struct stat k, d;
 
 	ASSERT_EQ(0, stat("/dev/kvm", &k));
-	ASSERT_EQ(0, stat(DB_DEV_PATH, &d));
+	ASSERT_EQ(0, stat(DB_DEVICE_PATH, &d));
 	EXPECT_TRUE(S_ISCHR(d.st_mode));
 	EXPECT_EQ(0, d.st_uid);
 	EXPECT_EQ(0660, d.st_mode & 07777);
-	ksft_print_msg("/dev/kvm %o uid %u gid %u; " DB_DEV_PATH " %o uid %u gid %u\n",
+	ksft_print_msg("/dev/kvm %o uid %u gid %u; " DB_DEVICE_PATH " %o uid %u gid %u\n",
 		       k.st_mode & 07777, k.st_uid, k.st_gid, d.st_mode & 07777, d.st_uid,
 		       d.st_gid);
 	/* /dev/kvm: 0660 with udev (Debian), the kernel's 0600 without */
@@ -142,8 +142,8 @@ TEST(udev_rule)
 	ASSERT_EQ(0, run("udevadm test --resolve-names=early --action=add "
 			 "/sys/class/misc/kvm >/dev/null 2>&1"));
 	ASSERT_EQ(0, stat("/dev/kvm", &k));
-	ASSERT_EQ(0, stat(DB_DEV_PATH, &d));
-	ksft_print_msg("after udev: /dev/kvm %o gid %u; " DB_DEV_PATH " %o gid %u\n",
+	ASSERT_EQ(0, stat(DB_DEVICE_PATH, &d));
+	ksft_print_msg("after udev: /dev/kvm %o gid %u; " DB_DEVICE_PATH " %o gid %u\n",
 		       k.st_mode & 07777, k.st_gid, d.st_mode & 07777, d.st_gid);
 	EXPECT_NE(0, d.st_gid) TH_LOG("the rule did not set a group");
 	EXPECT_EQ(k.st_uid, d.st_uid);
@@ -151,9 +151,9 @@ TEST(udev_rule)
 	EXPECT_EQ(k.st_mode & 07777, d.st_mode & 07777);
 	EXPECT_EQ(0660, d.st_mode & 07777);
 	/* seat access (logind ACLs) as for /dev/kvm */
-	EXPECT_EQ(has_uaccess("/dev/kvm"), has_uaccess(DB_DEV_PATH));
-	ksft_print_msg("uaccess tag: /dev/kvm %d, " DB_DEV_PATH " %d\n",
-		       has_uaccess("/dev/kvm"), has_uaccess(DB_DEV_PATH));
+	EXPECT_EQ(has_uaccess("/dev/kvm"), has_uaccess(DB_DEVICE_PATH));
+	ksft_print_msg("uaccess tag: /dev/kvm %d, " DB_DEVICE_PATH " %d\n",
+		       has_uaccess("/dev/kvm"), has_uaccess(DB_DEVICE_PATH));
 }
 
 static int open_err(const char *path)
@@ -177,7 +177,7 @@ static int nobody_no_group(void *arg)
 		return 10;
 	if (!(k.st_mode & 06) && open_err("/dev/kvm") != EACCES)
 		return 11;
-	if (open_err(DB_DEV_PATH) != EACCES)
+	if (open_err(DB_DEVICE_PATH) != EACCES)
 		return 12;
 	return 0;
 }
@@ -217,7 +217,7 @@ TEST(non_root)
 	struct stat d;
 	int gid, r;
 
-	ASSERT_EQ(0, stat(DB_DEV_PATH, &d));
+	ASSERT_EQ(0, stat(DB_DEVICE_PATH, &d));
 	gid = d.st_gid;
 	r = in_child(nobody_no_group, NULL);
 	EXPECT_EQ(0, r) TH_LOG("nobody without the group: step %d", r);
@@ -315,7 +315,7 @@ TEST(vm_fd_holder)
 	struct vm *vm;
 	int dbfd, res;
 
-	ASSERT_EQ(0, stat(DB_DEV_PATH, &d));
+	ASSERT_EQ(0, stat(DB_DEVICE_PATH, &d));
 	vm = vm_create(true);
 	vm_add_slot(vm, 1, MIB, 64, KVM_MEM_LOG_DIRTY_PAGES);
 	o = (struct owner){ .vmfd = vm->fd, .pid = getpid(), .gid = d.st_gid };

@@ -1808,7 +1808,7 @@ static void world_up(uint64_t seed)
 	pthread_mutex_init(&g.s_lock, NULL);
 	rng_init(&rng, seed ^ 0x5bd1e995);
 	g.dbfd = db_open();
-	VM_CHECK(g.dbfd >= 0, "open " DB_DEV_PATH);
+	VM_CHECK(g.dbfd >= 0, "open " DB_DEVICE_PATH);
 
 	mvm_init(&g.S, "S", true, false);
 	g.nr_as = g.S.vm->nr_as;

@@ -34,7 +34,7 @@ FIXTURE(dev) {
 FIXTURE_SETUP(dev)
 {
 	self->fd = db_open();
-	ASSERT_LE(0, self->fd) TH_LOG("open " DB_DEV_PATH ": %d", self->fd);
+	ASSERT_LE(0, self->fd) TH_LOG("open " DB_DEVICE_PATH ": %d", self->fd);
 }
 
 FIXTURE_TEARDOWN(dev)

@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "kselftest_harness.h"
+#include "tap.h"
 #include "util.h"
 
 #define NSLOTS		4
@@ -760,7 +761,7 @@ FIXTURE_SETUP(order)
 		SKIP(return, "%s", why);
 
 	self->dbfd = db_open();
-	ASSERT_LE(0, self->dbfd) TH_LOG("open " DB_DEV_PATH ": %d", self->dbfd);
+	ASSERT_LE(0, self->dbfd) TH_LOG("open " DB_DEVICE_PATH ": %d", self->dbfd);
 	self->vm = vm_create(true);
 	for (i = 0; i < NSLOTS; i++) {
 		vm_add_slot(self->vm, slot_ids[i], SLOT_GPA(i), slot_pages[i],
@@ -1074,10 +1075,8 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "-l") || !strcmp(argv[i], "-h"))
 			return test_harness_run(argc, argv);
 	why = tracefs_find(fs, sizeof(fs));
-	if (why) {
-		printf("TAP version 13\n1..0 # SKIP %s\n", why);
-		return KSFT_SKIP;
-	}
+	if (why)
+		tap_skip_all(why);
 	i = test_harness_run(argc, argv);
 	/*
 	 * A test killed by the harness (timeout) leaves the removal to its

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# guest-patched-kvm.sh MODDIR TESTDIR: in a guest (selftests/vm-run), replace
+# guest-patched-kvm.sh MODDIR TESTDIR: in a guest (selftests/runner/vm-run), replace
 # Debian's KVM modules with the patched ones in MODDIR (kvm.ko, kvm-amd.ko,
 # kvm-intel.ko, from scripts/kvm-modules.sh) and run the upstream KVM
 # selftests in TESTDIR (built from the same patched source tree by

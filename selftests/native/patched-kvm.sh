@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
 #
-# Sourced in a guest (selftests/vm-run) by guest-patched-kvm.sh and
+# Sourced in a guest (selftests/runner/vm-run) by guest-patched-kvm.sh and
 # with-patched-kvm.sh.  use_patched_kvm MODDIR: replace Debian's kvm and
 # the vendor module vm-run loaded by the patched ones in MODDIR (kvm.ko,
 # kvm-amd.ko, kvm-intel.ko from scripts/kvm-modules.sh).  Sets vendor

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# with-patched-kvm.sh MODDIR SHIM_KO CMD...: in a guest (selftests/vm-run,
+# with-patched-kvm.sh MODDIR SHIM_KO CMD...: in a guest (selftests/runner/vm-run,
 # without --module), replace Debian's KVM by the patched modules in MODDIR,
 # load the kvm_dirtybatch module SHIM_KO on top of them, and run CMD; for
 # what needs both backends side by side (make bench's batched and native

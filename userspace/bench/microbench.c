@@ -53,7 +53,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "dirtybatch_internal.h"
+#include "rng.h"
 #include "vm.h"
 
 #define PS	4096ULL
@@ -85,24 +87,7 @@ static void note_share(struct worst *w, const char *name, bool small_calls,
 	}
 }
 
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static uint64_t rs = 0x1234567;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rs += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
+static struct rng rng = { 0x1234567 };
 
 /* ------------------------------------------------------------------ */
 /* Null backend.                                                      */
@@ -605,7 +590,7 @@ int main(void)
 	if (!bm)
 		return 1;
 	for (uint64_t i = 0; i < words; i++)
-		bm[i] = rnd();	/* ~50% of bits set */
+		bm[i] = rng_next(&rng);	/* ~50% of bits set */
 	printf("libdirtybatch microbenchmark: pages/s and ns per run (add call) of the\n"
 	       "library's own work; 'share' = library time / kernel time, same batch.\n\n");
 	s = getenv("DIRTYBATCH_BENCH_PARTS");

@@ -3,7 +3,7 @@
  * dirtybatch_migration_bench, the measurement: QEMU's migration bitmap
  * sync, one way per strategy, on one VM (bench_run()).
  *
- * A VM (selftests/kvm_dirtybatch/vm.[ch], the flat 32-bit guest loop of
+ * A VM (selftests/lib/vm.[ch], the flat 32-bit guest loop of
  * guest_code.S) has a QEMU-like memory map: guest RAM over a few large
  * memslots and many small ones (ROM, flash, device memory) whose sizes are
  * not multiples of 64 pages.  Its vCPUs keep writing a fixed set of pages.
@@ -69,7 +69,9 @@
 #include <linux/kvm_dirtybatch.h>
 
 #include "bench.h"
+#include "clock.h"
 #include "dirtybatch.h"
+#include "rng.h"
 #include "vm.h"
 
 #define MIB		(1ULL << 20)
@@ -132,14 +134,6 @@ bool native_backend_available(const char **why)
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                      */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 static uint64_t t_start;
 static bool quiet;
 
@@ -172,20 +166,6 @@ static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
-}
-
-static uint64_t rnd(uint64_t *rs)
-{
-	uint64_t z = (*rs += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t *rs, uint64_t n)
-{
-	return n ? rnd(rs) % n : 0;
 }
 
 static void *zalloc(size_t n)
@@ -262,7 +242,7 @@ struct sstats {
 struct bench {
 	struct bench_cfg cfg;
 	struct bench_result *res;
-	uint64_t rs;			/* layout random state */
+	struct rng rs;			/* layout random state */
 	struct vm *vm;
 	struct bslot *slots;
 	unsigned int nslots;
@@ -458,11 +438,11 @@ static int build_layout(struct bench *b, char *err, size_t errlen)
 			struct run *r = &b->runs[b->nruns++];
 
 			/* misaligned start within the first 64 pages (or quarter) */
-			head = 1 + below(&b->rs, len / 4 < 63 ? (len / 4 ? len / 4 : 1) : 63);
+			head = 1 + rng_below(&b->rs, len / 4 < 63 ? (len / 4 ? len / 4 : 1) : 63);
 			start = a + head;
 			if (start % 64 == 0)
 				start++;
-			tail = below(&b->rs, len / 8 + 1);
+			tail = rng_below(&b->rs, len / 8 + 1);
 			if (start + tail >= e)
 				tail = 0;
 			if (start >= e) {
@@ -500,7 +480,7 @@ static void build_pages(struct bench *b)
 			uint64_t p;
 
 			do
-				p = r->start + below(&b->rs, r->len);
+				p = r->start + rng_below(&b->rs, r->len);
 			while (test_bit64(s->scratch, p));
 			set_bit64(s->scratch, p);
 			b->tp[b->ntp++] = (struct tpage){ .s = r->s, .page = p, .last = -1 };
@@ -512,7 +492,7 @@ static void build_pages(struct bench *b)
 	for (i = b->ntp; i > 1; i--) {
 		struct tpage t;
 
-		k = below(&b->rs, i);
+		k = rng_below(&b->rs, i);
 		t = b->tp[i - 1];
 		b->tp[i - 1] = b->tp[k];
 		b->tp[k] = t;
@@ -1281,7 +1261,7 @@ int bench_run(const struct bench_cfg *cfg, const char *label, bench_admit_fn adm
 	b->cfg = *cfg;
 	o = &b->cfg;
 	b->res = res;
-	b->rs = o->seed;
+	rng_init(&b->rs, o->seed);
 	b->dbfd = -1;
 	b->have_flush_req = b->have_flush = true;
 	quiet = o->quiet;

@@ -99,7 +99,7 @@ if [ -f "$kvmdir/kvm.ko" ]; then
 else
 	modarg=(--module "$ko") guest=()
 fi
-selftests/vm-run --kernel "$kernel" "${modarg[@]}" --mem 2G --timeout "$timeout" -- \
+selftests/runner/vm-run --kernel "$kernel" "${modarg[@]}" --mem 2G --timeout "$timeout" -- \
 	"${guest[@]}" env LD_LIBRARY_PATH="$bin/lib" \
 	sh -c 'echo "# guest kernel $(uname -r)"; exec python3 "$@"' sh \
 	userspace/qemu/migrate-test.py "${args[@]}" "$@" |

@@ -19,8 +19,8 @@
  * (guest writes only set bits), slots the guest does not write must match
  * the model exactly, and at the end a page holding a sequence number
  * stored after its last clear must be dirty: no dirty page may be lost.
- * Nothing is mocked.  The VM is the kselftests' helper
- * (selftests/kvm_dirtybatch/vm.[ch], guest_code.S).
+ * Nothing is mocked.  The VM is the shared test library's helper
+ * (selftests/lib/vm.[ch], guest_code.S).
  *
  * DIRTYBATCH_TEST_SEED overrides the random seed.
  */
@@ -42,6 +42,8 @@
 #include "rng.h"
 #include "tap.h"
 #include "vm.h"
+
+static struct rng rng;		/* seeded in main() */
 
 #define BASE_GPA	0x100000ULL	/* 1 MiB */
 #define MAX_TSLOTS	8
@@ -189,28 +191,28 @@ static void mark_req(struct tvm *t, int si, uint64_t first, uint64_t n)
 /* Queue one random valid run (any of the three kinds) on every context. */
 static int random_add(struct tvm *t, struct dirtybatch_ctx **ctx, int nctx)
 {
-	int si = (int)rndn((uint64_t)t->n), r = 0;
+	int si = (int)rng_below(&rng, (uint64_t)t->n), r = 0;
 	struct tslot *s = &t->s[si];
-	uint64_t first = rndn(s->npages), n;
+	uint64_t first = rng_below(&rng, s->npages), n;
 
-	switch (rndn(4)) {
+	switch (rng_below(&rng, 4)) {
 	case 0:
-		n = 1 + rndn(rndn(2) ? 5 : 200);
+		n = 1 + rng_below(&rng, rng_below(&rng, 2) ? 5 : 200);
 		break;
 	case 1:
 		first &= ~63ULL;
-		n = 64 * (1 + rndn(3));
+		n = 64 * (1 + rng_below(&rng, 3));
 		break;
 	default:
-		n = 1 + rndn(s->npages - first);
+		n = 1 + rng_below(&rng, s->npages - first);
 		if (n > 300)
-			n = 1 + rndn(300);
+			n = 1 + rng_below(&rng, 300);
 		break;
 	}
 	if (first + n > s->npages)
 		n = s->npages - first;
 
-	switch (rndn(3)) {
+	switch (rng_below(&rng, 3)) {
 	case 0:	/* slot-relative pages */
 		for (int c = 0; c < nctx; c++)
 			r |= dirtybatch_add_pages(ctx[c], s->slot, first, n);
@@ -220,12 +222,12 @@ static int random_add(struct tvm *t, struct dirtybatch_ctx **ctx, int nctx)
 		uint32_t as = DIRTYBATCH_SLOT_AS_ID(s->slot);
 		uint64_t gpa = s->gpa + first * PAGE_SIZE, len = n * PAGE_SIZE, cur, left;
 
-		if (as == 0 && s->slot <= NR_ADJ && rndn(2)) {
+		if (as == 0 && s->slot <= NR_ADJ && rng_below(&rng, 2)) {
 			/* extend across the boundary within the adjacent region */
 			uint64_t end = BASE_GPA + t->guest_pages * PAGE_SIZE;
 			uint64_t max = (end - gpa) / PAGE_SIZE;
 
-			len = (1 + rndn(max < 400 ? max : 400)) * PAGE_SIZE;
+			len = (1 + rng_below(&rng, max < 400 ? max : 400)) * PAGE_SIZE;
 		}
 		for (int c = 0; c < nctx; c++)
 			r |= dirtybatch_add_gpa(ctx[c], as, gpa, len);
@@ -240,11 +242,11 @@ static int random_add(struct tvm *t, struct dirtybatch_ctx **ctx, int nctx)
 		break;
 	}
 	default: {	/* bitmap with an arbitrary bit offset */
-		uint64_t off = rndn(130), words = (off + n + 63) / 64;
-		uint64_t *bm = calloc(words, 8), dens = rndn(3);
+		uint64_t off = rng_below(&rng, 130), words = (off + n + 63) / 64;
+		uint64_t *bm = calloc(words, 8), dens = rng_below(&rng, 3);
 
 		for (uint64_t w = 0; w < words; w++)
-			bm[w] = dens == 0 ? ~0ULL : dens == 1 ? rnd() : rnd() & rnd() & rnd();
+			bm[w] = dens == 0 ? ~0ULL : dens == 1 ? rng_next(&rng) : rng_next(&rng) & rng_next(&rng) & rng_next(&rng);
 		for (int c = 0; c < nctx; c++)
 			r |= dirtybatch_add_bitmap(ctx[c], s->slot, first, n, bm, off);
 		for (uint64_t i = 0; i < n; i++)
@@ -340,7 +342,7 @@ static bool test_random_clears(bool module, int rounds, char *why, size_t wl)
 	for (int r = 0; r < rounds; r++) {
 		uint64_t req, dreq;
 		int64_t got;
-		int nadd = 1 + (int)rndn(r % 10 == 0 ? 60 : 8);
+		int nadd = 1 + (int)rng_below(&rng, r % 10 == 0 ? 60 : 8);
 
 		for (int a = 0; a < nadd; a++)
 			if (random_add(&t, &ctx, 1)) {
@@ -563,7 +565,7 @@ static bool test_vcpu(bool module, int rounds, char *why, size_t wl)
 		for (uint64_t p = 0; p < t.s[i].npages; p++)
 			*(uint32_t *)(t.s[i].hva + p * PAGE_SIZE) = 1;
 	for (unsigned int k = 0; k < sizeof(list) / sizeof(list[0]); k++)
-		list[k] = BASE_GPA + rndn(t.guest_pages) * PAGE_SIZE;
+		list[k] = BASE_GPA + rng_below(&rng, t.guest_pages) * PAGE_SIZE;
 	vm_create_vcpu(t.vm);
 	guest_set_list(t.vm, list, sizeof(list) / sizeof(list[0]), 0);
 	t.vm->ctrl->seq = 1;	/* the guest's first store is number 2 */
@@ -591,11 +593,11 @@ static bool test_vcpu(bool module, int rounds, char *why, size_t wl)
 	for (int round = 1; round <= rounds; round++) {
 		int64_t got;
 
-		sleep_us(200 + (long)rndn(3000));
+		sleep_us(200 + (long)rng_below(&rng, 3000));
 		/* clear (most of) what the log says is dirty, via bitmaps */
 		for (int i = 0; i < t.n; i++) {
 			struct tslot *s = &t.s[i];
-			uint64_t off = rndn(64), nw = (s->npages + 63) / 64;
+			uint64_t off = rng_below(&rng, 64), nw = (s->npages + 63) / 64;
 
 			vm_get_dirty_log(t.vm, s->slot, bm);
 			/*
@@ -616,7 +618,7 @@ static bool test_vcpu(bool module, int rounds, char *why, size_t wl)
 				}
 				t.dirty[i][p] = k;
 			}
-			if (rndn(4) == 0)
+			if (rng_below(&rng, 4) == 0)
 				continue;	/* leave this slot dirty this round */
 			/*
 			 * Clear a random half of the dirty pages: the others must
@@ -624,7 +626,7 @@ static bool test_vcpu(bool module, int rounds, char *why, size_t wl)
 			 * shows up as lost at the end.
 			 */
 			for (uint64_t w = 0; w < nw; w++)
-				bm[w] &= rnd();
+				bm[w] &= rng_next(&rng);
 			/* shift the bitmap by off bits to use an arbitrary offset */
 			if (off) {
 				bm[nw] = 0;
@@ -641,7 +643,7 @@ static bool test_vcpu(bool module, int rounds, char *why, size_t wl)
 					t.req[i][p] = 1;
 		}
 		/* plus random runs, dirty or not */
-		for (int a = (int)rndn(4); a > 0; a--)
+		for (int a = (int)rng_below(&rng, 4); a > 0; a--)
 			random_add(&t, &ctx, 1);
 		got = dirtybatch_submit(ctx, &res);
 		if (got < 0) {
@@ -709,7 +711,7 @@ static bool test_equivalence(int rounds, char *why, size_t wl)
 		int64_t ga, gb;
 		uint64_t req, dreq;
 
-		for (int k = 1 + (int)rndn(20); k > 0; k--)
+		for (int k = 1 + (int)rng_below(&rng, 20); k > 0; k--)
 			if (random_add(&a, ctx, 2)) {
 				snprintf(why, wl, "add failed");
 				goto out;
@@ -768,7 +770,7 @@ int main(void)
 	uint64_t seed = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL);
 	bool kvm;
 
-	rng_state = seed;
+	rng_init(&rng, seed);
 #ifdef DB_KVM_HOST
 	tap_plan(6);
 	tap_diag("seed %#" PRIx64 " (DIRTYBATCH_TEST_SEED)", seed);

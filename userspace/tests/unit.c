@@ -30,6 +30,8 @@
 #include "rng.h"
 #include "tap.h"
 
+static struct rng rng;		/* seeded by each case: run_case() */
+
 #define FAKE_VM_FD	1000
 #define db_test_offsetofend(type, member) \
 	(offsetof(type, member) + sizeof(((type *)0)->member))
@@ -378,7 +380,7 @@ static void mslot_init(struct mslot *m, uint32_t slot, uint64_t gpa,
 	if (!m->q || !m->kd || !m->clr)
 		abort();
 	for (uint64_t p = 0; p < npages; p++)
-		m->kd[p] = kd_mode == 0 ? 1 : kd_mode == 1 ? 0 : (rnd() & 1);
+		m->kd[p] = kd_mode == 0 ? 1 : kd_mode == 1 ? 0 : (rng_next(&rng) & 1);
 }
 
 static void mslot_free(struct mslot *m)
@@ -444,7 +446,7 @@ static void model_install(struct tc *t, const struct dirtybatch_memslot *d, int 
 			kept[old - t->s] = true;
 		} else {
 			mslot_init(&ns[i], d[i].slot, d[i].guest_phys_addr,
-				   d[i].npages, (int)rndn(3));
+				   d[i].npages, (int)rng_below(&rng, 3));
 		}
 	}
 	for (int i = 0; i < t->n; i++) {
@@ -576,9 +578,9 @@ static void do_submit(struct tc *t, bool inject)
 	if (inject && nexp) {
 		static const int errs[] = { -EINVAL, -ENOENT, -EFAULT, -ENOMEM };
 
-		t->fail_at = (int64_t)rndn(module ? 3 : nexp);
-		t->fail_err = errs[rndn(4)];
-		t->fail_pick = (uint32_t)rnd();
+		t->fail_at = (int64_t)rng_below(&rng, module ? 3 : nexp);
+		t->fail_err = errs[rng_below(&rng, 4)];
+		t->fail_pick = (uint32_t)rng_next(&rng);
 	}
 
 	ret = dirtybatch_submit(t->ctx, &res);
@@ -717,37 +719,37 @@ static void do_submit(struct tc *t, bool inject)
 
 static uint64_t rnd_len(uint64_t max)
 {
-	switch (rndn(6)) {
+	switch (rng_below(&rng, 6)) {
 	case 0:
-		return 1 + rndn(max < 3 ? max : 3);
+		return 1 + rng_below(&rng, max < 3 ? max : 3);
 	case 1:
-		return 1 + rndn(max < 70 ? max : 70);
+		return 1 + rng_below(&rng, max < 70 ? max : 70);
 	case 2:
 		return max;
 	case 3: {
-		uint64_t l = 64 * (1 + rndn(4));
+		uint64_t l = 64 * (1 + rng_below(&rng, 4));
 
 		return l < max ? l : max;
 	}
 	default:
-		return 1 + rndn(max);
+		return 1 + rng_below(&rng, max);
 	}
 }
 
 static uint64_t rnd_page(uint64_t npages)
 {
-	switch (rndn(5)) {
+	switch (rng_below(&rng, 5)) {
 	case 0:
 		return 0;
 	case 1: {
-		uint64_t p = rndn(npages) & ~63ULL;
+		uint64_t p = rng_below(&rng, npages) & ~63ULL;
 
 		return p;
 	}
 	case 2:
-		return npages - 1 - rndn(npages < 3 ? npages : 3);
+		return npages - 1 - rng_below(&rng, npages < 3 ? npages : 3);
 	default:
-		return rndn(npages);
+		return rng_below(&rng, npages);
 	}
 }
 
@@ -756,7 +758,7 @@ static uint32_t rnd_unknown_slot(struct tc *t)
 	uint32_t s;
 
 	do
-		s = DIRTYBATCH_SLOT(rndn(3), rndn(50));
+		s = DIRTYBATCH_SLOT(rng_below(&rng, 3), rng_below(&rng, 50));
 	while (mfind(t, s));
 	return s;
 }
@@ -766,23 +768,23 @@ static void rnd_run(struct mslot *m, uint64_t *first, uint64_t *n)
 {
 	uint64_t f, l;
 
-	switch (rndn(16)) {
+	switch (rng_below(&rng, 16)) {
 	case 0:
-		*first = rndn(m->npages);
+		*first = rng_below(&rng, m->npages);
 		*n = 0;
 		return;
 	case 1:
-		*first = UINT64_MAX - rndn(5);
-		*n = 1 + rndn(10);
+		*first = UINT64_MAX - rng_below(&rng, 5);
+		*n = 1 + rng_below(&rng, 10);
 		return;
 	case 2:
 		f = rnd_page(m->npages);
 		*first = f;
-		*n = m->npages - f + 1 + rndn(3);
+		*n = m->npages - f + 1 + rng_below(&rng, 3);
 		return;
 	case 3:
-		*first = m->npages + rndn(100);
-		*n = 1 + rndn(5);
+		*first = m->npages + rng_below(&rng, 100);
+		*n = 1 + rng_below(&rng, 5);
 		return;
 	default:
 		f = rnd_page(m->npages);
@@ -795,7 +797,7 @@ static void rnd_run(struct mslot *m, uint64_t *first, uint64_t *n)
 
 static void op_add_pages(struct tc *t)
 {
-	struct mslot *m = t->n && rndn(12) ? &t->s[rndn(t->n)] : NULL;
+	struct mslot *m = t->n && rng_below(&rng, 12) ? &t->s[rng_below(&rng, t->n)] : NULL;
 	uint32_t slot = m ? m->slot : rnd_unknown_slot(t);
 	uint64_t first, n;
 	int exp, got;
@@ -803,8 +805,8 @@ static void op_add_pages(struct tc *t)
 	if (m) {
 		rnd_run(m, &first, &n);
 	} else {
-		first = rndn(100);
-		n = 1 + rndn(100);
+		first = rng_below(&rng, 100);
+		n = 1 + rng_below(&rng, 100);
 	}
 	if (!n)
 		exp = -ENODATA;
@@ -832,7 +834,7 @@ static void op_add_pages(struct tc *t)
 
 static void op_add_bitmap(struct tc *t)
 {
-	struct mslot *m = t->n && rndn(12) ? &t->s[rndn(t->n)] : NULL;
+	struct mslot *m = t->n && rng_below(&rng, 12) ? &t->s[rng_below(&rng, t->n)] : NULL;
 	uint32_t slot = m ? m->slot : rnd_unknown_slot(t);
 	uint64_t first, n, off, words, *bm = NULL, dummy = ~0ULL;
 	const uint64_t *arg;
@@ -841,16 +843,16 @@ static void op_add_bitmap(struct tc *t)
 	if (m) {
 		rnd_run(m, &first, &n);
 	} else {
-		first = rndn(100);
-		n = 1 + rndn(100);
+		first = rng_below(&rng, 100);
+		n = 1 + rng_below(&rng, 100);
 	}
-	off = rndn(4) ? rndn(300) : rndn(64);
-	if (!rndn(40)) {
-		off = UINT64_MAX - rndn(4);
-		n = 5 + rndn(10);
+	off = rng_below(&rng, 4) ? rng_below(&rng, 300) : rng_below(&rng, 64);
+	if (!rng_below(&rng, 40)) {
+		off = UINT64_MAX - rng_below(&rng, 4);
+		n = 5 + rng_below(&rng, 10);
 	}
 	arg = &dummy;
-	if (!rndn(40))
+	if (!rng_below(&rng, 40))
 		arg = NULL;
 	if (!arg)
 		exp = -EINVAL;
@@ -871,15 +873,15 @@ static void op_add_bitmap(struct tc *t)
 		bm = malloc(words * 8);
 		if (!bm)
 			abort();
-		dens = (int)rndn(5);
+		dens = (int)rng_below(&rng, 5);
 		for (uint64_t w = 0; w < words; w++) {
-			uint64_t x = rnd();
+			uint64_t x = rng_next(&rng);
 
 			switch (dens) {
 			case 0: x = 0; break;
 			case 1: x = ~0ULL; break;
-			case 2: x &= rnd() & rnd() & rnd(); break;
-			case 3: x = rndn(3) ? 0 : x; break;
+			case 2: x &= rng_next(&rng) & rng_next(&rng) & rng_next(&rng); break;
+			case 3: x = rng_below(&rng, 3) ? 0 : x; break;
 			default: break;
 			}
 			bm[w] = x;
@@ -910,30 +912,30 @@ static void op_add_gpa(struct tc *t)
 	struct mslot *pages_slot[1];
 
 	(void)pages_slot;
-	if (t->n && rndn(10)) {
-		struct mslot *m = &t->s[rndn(t->n)];
+	if (t->n && rng_below(&rng, 10)) {
+		struct mslot *m = &t->s[rng_below(&rng, t->n)];
 		uint64_t f = rnd_page(m->npages);
 
 		as = m->slot >> 16;
 		gpa = m->gpa + f * t->ps;
 		/* often run past the slot end into the neighbour */
-		np = rndn(3) ? rnd_len(m->npages - f) : rnd_len(m->npages - f) + rndn(3 * 64 + 1);
+		np = rng_below(&rng, 3) ? rnd_len(m->npages - f) : rnd_len(m->npages - f) + rng_below(&rng, 3 * 64 + 1);
 		len = np * t->ps;
-		if (rndn(10) == 0)
-			len += 1 + rndn(t->ps - 1);	/* misaligned length */
-		if (rndn(10) == 0)
-			gpa += 1 + rndn(t->ps - 1);	/* misaligned start */
-		if (rndn(20) == 0)
+		if (rng_below(&rng, 10) == 0)
+			len += 1 + rng_below(&rng, t->ps - 1);	/* misaligned length */
+		if (rng_below(&rng, 10) == 0)
+			gpa += 1 + rng_below(&rng, t->ps - 1);	/* misaligned start */
+		if (rng_below(&rng, 20) == 0)
 			len = 0;
-		if (rndn(30) == 0)
-			gpa -= t->ps * (1 + rndn(2));	/* maybe starts in a gap */
+		if (rng_below(&rng, 30) == 0)
+			gpa -= t->ps * (1 + rng_below(&rng, 2));	/* maybe starts in a gap */
 	} else {
-		as = (uint32_t)rndn(3);
-		gpa = rnd() & ~(t->ps - 1);
-		len = (1 + rndn(1000)) * t->ps;
-		if (rndn(3) == 0) {
-			gpa = (UINT64_MAX & ~(t->ps - 1)) - rndn(3) * t->ps;
-			len = (1 + rndn(4)) * t->ps;
+		as = (uint32_t)rng_below(&rng, 3);
+		gpa = rng_next(&rng) & ~(t->ps - 1);
+		len = (1 + rng_below(&rng, 1000)) * t->ps;
+		if (rng_below(&rng, 3) == 0) {
+			gpa = (UINT64_MAX & ~(t->ps - 1)) - rng_below(&rng, 3) * t->ps;
+			len = (1 + rng_below(&rng, 4)) * t->ps;
 		}
 	}
 	if (!len)
@@ -990,20 +992,20 @@ static void op_add_gpa(struct tc *t)
 
 static uint64_t rnd_npages(void)
 {
-	switch (rndn(10)) {
+	switch (rng_below(&rng, 10)) {
 	case 0: case 1: case 2: case 3:
-		return 1 + rndn(130);
+		return 1 + rng_below(&rng, 130);
 	case 4: case 5: {
-		uint64_t k = 64 * (1 + rndn(6));
+		uint64_t k = 64 * (1 + rng_below(&rng, 6));
 
-		return rndn(2) ? k : k + rndn(5) - 2 + (k < 3 ? 3 : 0);
+		return rng_below(&rng, 2) ? k : k + rng_below(&rng, 5) - 2 + (k < 3 ? 3 : 0);
 	}
 	case 6: case 7:
-		return 1 + rndn(700);
+		return 1 + rng_below(&rng, 700);
 	case 8:
-		return 1 + rndn(2500);
+		return 1 + rng_below(&rng, 2500);
 	default:
-		return rndn(2) ? 1 : 64;
+		return rng_below(&rng, 2) ? 1 : 64;
 	}
 }
 
@@ -1013,24 +1015,24 @@ static int rnd_layout(struct tc *t, struct dirtybatch_memslot *d, int n)
 	uint64_t cursor[2];
 	int k = 0;
 
-	cursor[0] = rndn(4) * (rndn(2) ? 256 : 1) * t->ps;
-	cursor[1] = rndn(1000) * t->ps;
+	cursor[0] = rng_below(&rng, 4) * (rng_below(&rng, 2) ? 256 : 1) * t->ps;
+	cursor[1] = rng_below(&rng, 1000) * t->ps;
 	for (int i = 0; i < n; i++) {
-		uint32_t as = rndn(5) == 0, slot;
+		uint32_t as = rng_below(&rng, 5) == 0, slot;
 		uint64_t np = rnd_npages(), gpa;
 		bool dup;
 
 		do {
-			slot = DIRTYBATCH_SLOT(as, rndn(40));
+			slot = DIRTYBATCH_SLOT(as, rng_below(&rng, 40));
 			dup = false;
 			for (int j = 0; j < k; j++)
 				dup |= d[j].slot == slot;
 		} while (dup);
-		if (i == n - 1 && !as && rndn(15) == 0) {
+		if (i == n - 1 && !as && rng_below(&rng, 15) == 0) {
 			gpa = 0 - np * t->ps;	/* ends at the top of the address space */
 		} else {
-			if (rndn(2))
-				cursor[as] += rndn(4) * t->ps;
+			if (rng_below(&rng, 2))
+				cursor[as] += rng_below(&rng, 4) * t->ps;
 			gpa = cursor[as];
 			cursor[as] += np * t->ps;
 		}
@@ -1039,7 +1041,7 @@ static int rnd_layout(struct tc *t, struct dirtybatch_memslot *d, int n)
 	}
 	/* shuffle */
 	for (int i = k - 1; i > 0; i--) {
-		int j = (int)rndn((uint64_t)i + 1);
+		int j = (int)rng_below(&rng, (uint64_t)i + 1);
 		struct dirtybatch_memslot x = d[i];
 
 		d[i] = d[j];
@@ -1051,11 +1053,11 @@ static int rnd_layout(struct tc *t, struct dirtybatch_memslot *d, int n)
 static void op_layout(struct tc *t)
 {
 	struct dirtybatch_memslot d[MAXS + 1];
-	int n = 0, exp, got, kind = (int)rndn(4);
+	int n = 0, exp, got, kind = (int)rng_below(&rng, 4);
 
 	if (kind == 0) {
 		/* remove */
-		uint32_t slot = t->n && rndn(5) ? t->s[rndn(t->n)].slot : rnd_unknown_slot(t);
+		uint32_t slot = t->n && rng_below(&rng, 5) ? t->s[rng_below(&rng, t->n)].slot : rnd_unknown_slot(t);
 
 		exp = mfind(t, slot) ? 0 : -ENOENT;
 		errno = 4242;
@@ -1078,25 +1080,25 @@ static void op_layout(struct tc *t)
 		int i;
 
 		n = layout_desc(t, d);
-		if (n && rndn(4)) {
-			struct mslot *m = &t->s[rndn(t->n)];
+		if (n && rng_below(&rng, 4)) {
+			struct mslot *m = &t->s[rng_below(&rng, t->n)];
 
 			u = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = m->slot,
 				.guest_phys_addr = m->gpa, .npages = m->npages };
-			switch (rndn(4)) {
+			switch (rng_below(&rng, 4)) {
 			case 0: break;
 			case 1: u.npages = rnd_npages(); break;
-			case 2: u.guest_phys_addr += (rndn(5) - 2) * t->ps * 64; break;
+			case 2: u.guest_phys_addr += (rng_below(&rng, 5) - 2) * t->ps * 64; break;
 			default: break;
 			}
 		} else {
 			u = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = rnd_unknown_slot(t),
-				.guest_phys_addr = rndn(5000) * t->ps, .npages = rnd_npages() };
+				.guest_phys_addr = rng_below(&rng, 5000) * t->ps, .npages = rnd_npages() };
 		}
-		switch (rndn(12)) {
+		switch (rng_below(&rng, 12)) {
 		case 0: u.flags = 1; break;
 		case 1: u.npages = 0; break;
-		case 2: u.guest_phys_addr |= 1 + rndn(t->ps - 1); break;
+		case 2: u.guest_phys_addr |= 1 + rng_below(&rng, t->ps - 1); break;
 		case 3: u.guest_phys_addr = 0 - (u.npages - 1) * t->ps; break;
 		case 4: u.npages = DIRTYBATCH_MAX_SLOT_PAGES + 1; break;
 		default: break;
@@ -1118,16 +1120,16 @@ static void op_layout(struct tc *t)
 			model_install(t, d, n);
 	} else {
 		/* whole new layout, keeping some slots */
-		int keep = t->n ? (int)rndn((uint64_t)t->n + 1) : 0;
+		int keep = t->n ? (int)rng_below(&rng, (uint64_t)t->n + 1) : 0;
 
-		n = rnd_layout(t, d, 1 + (int)rndn(MAXS - 1));
+		n = rnd_layout(t, d, 1 + (int)rng_below(&rng, MAXS - 1));
 		for (int i = 0; i < keep && i < n; i++) {
-			struct mslot *m = &t->s[rndn(t->n)];
+			struct mslot *m = &t->s[rng_below(&rng, t->n)];
 
 			d[i] = (struct dirtybatch_memslot){ .sz = sizeof(struct dirtybatch_memslot), .slot = m->slot,
 				.guest_phys_addr = m->gpa, .npages = m->npages };
 		}
-		if (rndn(6) == 0 && n > 1)
+		if (rng_below(&rng, 6) == 0 && n > 1)
 			d[n - 1].slot = d[0].slot;	/* duplicate */
 		exp = model_check_layout(t, d, n);
 		errno = 4242;
@@ -1193,8 +1195,8 @@ static bool run_case(uint64_t seed, char *why, size_t whylen)
 
 	memset(&t, 0, sizeof(t));
 	t.est.sz = sizeof(t.est);
-	rng_state = seed;
-	t.shift = shifts[rndn(8)];
+	rng_init(&rng, seed);
+	t.shift = shifts[rng_below(&rng, 8)];
 	t.ps = 1ULL << t.shift;
 	o.page_size = (uint32_t)t.ps;
 	err = dirtybatch_open(FAKE_VM_FD, &o, &t.ctx);
@@ -1207,20 +1209,20 @@ static bool run_case(uint64_t seed, char *why, size_t whylen)
 		static const uint64_t gaps[] = { 0, 1, 2, 3, 7, 64, DB_FALLBACK_GAP_WORDS };
 		static const uint64_t mgaps[] = { 0, 1, 2, 5, DB_MODULE_GAP_WORDS };
 
-		t.gap = gaps[rndn(sizeof(gaps) / sizeof(gaps[0]))];
-		t.mgap = mgaps[rndn(sizeof(mgaps) / sizeof(mgaps[0]))];
+		t.gap = gaps[rng_below(&rng, sizeof(gaps) / sizeof(gaps[0]))];
+		t.mgap = mgaps[rng_below(&rng, sizeof(mgaps) / sizeof(mgaps[0]))];
 		dirtybatch__set_gaps(t.ctx, t.gap, t.mgap);
 	}
-	t.module_cfg = rndn(2);
+	t.module_cfg = rng_below(&rng, 2);
 	if (t.module_cfg) {
 		t.info = (struct kvm_dirtybatch_info){
 			.abi_version = KVM_DIRTYBATCH_ABI_VERSION,
 			.size = sizeof(struct kvm_dirtybatch_info),
 			.features = KVM_DIRTYBATCH_FEAT_CLEAR | KVM_DIRTYBATCH_FEAT_ERROR_INDEX,
-			.max_ranges = rndn(3) ? KVM_DIRTYBATCH_MAX_RANGES : 1 + (uint32_t)rndn(4),
-			.range_size = rndn(4) ? 24 : 24 + 4 * (uint32_t)rndn(5),
-			.max_bitmap_bytes = rndn(3) ? KVM_DIRTYBATCH_MAX_BITMAP_BYTES :
-				8 * (1 + (uint32_t)rndn(6)) + (uint32_t)rndn(8),
+			.max_ranges = rng_below(&rng, 3) ? KVM_DIRTYBATCH_MAX_RANGES : 1 + (uint32_t)rng_below(&rng, 4),
+			.range_size = rng_below(&rng, 4) ? 24 : 24 + 4 * (uint32_t)rng_below(&rng, 5),
+			.max_bitmap_bytes = rng_below(&rng, 3) ? KVM_DIRTYBATCH_MAX_BITMAP_BYTES :
+				8 * (1 + (uint32_t)rng_below(&rng, 6)) + (uint32_t)rng_below(&rng, 8),
 			.lock_break_words = KVM_DIRTYBATCH_LOCK_BREAK_WORDS,
 		};
 		t.stride = (t.info.range_size + 7) & ~7U;
@@ -1232,19 +1234,19 @@ static bool run_case(uint64_t seed, char *why, size_t whylen)
 				      t.module_cfg ? &t.info : NULL);
 	if (err)
 		fail(&t, "set_backend: %d", err);
-	if (t.module_cfg && rndn(4))
+	if (t.module_cfg && rng_below(&rng, 4))
 		op_toggle(&t);	/* usually start in module mode */
 
-	n = rnd_layout(&t, d, 1 + (int)rndn(5));
+	n = rnd_layout(&t, d, 1 + (int)rng_below(&rng, 5));
 	err = dirtybatch_set_layout(t.ctx, d, (unsigned int)n);
 	if (err)
 		fail(&t, "set_layout: %d", err);
 	else
 		model_install(&t, d, n);
 
-	nops = 1 + (int)rndn(24);
+	nops = 1 + (int)rng_below(&rng, 24);
 	for (int i = 0; i < nops && !t.bad; i++) {
-		uint64_t r = rndn(100);
+		uint64_t r = rng_below(&rng, 100);
 
 		if (r < 30)
 			op_add_pages(&t);
@@ -1253,7 +1255,7 @@ static bool run_case(uint64_t seed, char *why, size_t whylen)
 		else if (r < 72)
 			op_add_bitmap(&t);
 		else if (r < 84)
-			do_submit(&t, rndn(3) == 0);
+			do_submit(&t, rng_below(&rng, 3) == 0);
 		else if (r < 87)
 			op_discard(&t);
 		else if (r < 95)
@@ -1825,20 +1827,20 @@ static void test_sparse_big_slot(void)
 		uint64_t subs = 0;
 
 		for (int round = 0; round < 40 && !t->bad; round++) {
-			int nruns = 1 + (int)rndn(8);
+			int nruns = 1 + (int)rng_below(&rng, 8);
 
-			t->gap = rndn(2) ? DB_FALLBACK_GAP_WORDS : rndn(70);
-			t->mgap = rndn(2) ? DB_MODULE_GAP_WORDS : rndn(20);
+			t->gap = rng_below(&rng, 2) ? DB_FALLBACK_GAP_WORDS : rng_below(&rng, 70);
+			t->mgap = rng_below(&rng, 2) ? DB_MODULE_GAP_WORDS : rng_below(&rng, 20);
 			dirtybatch__set_gaps(t->ctx, t->gap, t->mgap);
 			for (int k = 0; k < nruns; k++) {
-				const struct dirtybatch_memslot *m = &d[rndn(4) == 0];
+				const struct dirtybatch_memslot *m = &d[rng_below(&rng, 4) == 0];
 				uint64_t first = rnd_page(m->npages);
 
 				if (qp(t, m->slot, first,
 				       rnd_len(m->npages - first < 300 ? m->npages - first : 300)))
 					fail(t, "add refused");
 			}
-			do_submit(t, rndn(4) == 0);
+			do_submit(t, rng_below(&rng, 4) == 0);
 			subs++;
 		}
 		tap_ok(!t->bad, "sparse runs in a 4M-page slot, %s mode: %" PRIu64
@@ -1864,7 +1866,7 @@ static void test_no_alloc(void)
 		struct dirtybatch_result res = { .sz = sizeof(res) };
 
 		for (int i = 0; i < 64; i++)
-			bm[i] = rnd();
+			bm[i] = rng_next(&rng);
 		/* warm up the fake kernel's own buffers */
 		qg(t, 0, 0, 4777 * 4096);
 		dirtybatch_submit(t->ctx, &res);

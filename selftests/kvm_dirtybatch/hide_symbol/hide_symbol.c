@@ -9,7 +9,7 @@
  *   mode=missing  0, as if the symbol did not exist;
  *   mode=foreign  the address of a function of this module.
  *
- * Other lookups are untouched.  Never installed: refused_load.sh loads it
+ * Other lookups are untouched.  Never installed: refused_load_guest.sh loads it
  * next to kvm_dirtybatch in a throwaway guest.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt

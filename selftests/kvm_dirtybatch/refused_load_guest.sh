@@ -1,11 +1,11 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# refused_load.sh KO HIDE_KO: kvm_dirtybatch refuses to load, with one
+# refused_load_guest.sh KO HIDE_KO: kvm_dirtybatch refuses to load, with one
 # clear message and nothing left behind, when a KVM internal it resolves
 # at load time is missing or lives in another module than KVM.  Run in a
 # guest of its own without the module loaded:
-#   selftests/vm-run -- selftests/kvm_dirtybatch/refused_load.sh KO HIDE_KO
+#   selftests/runner/vm-run -- selftests/kvm_dirtybatch/refused_load_guest.sh KO HIDE_KO
 # HIDE_KO is the test-only hide_symbol.ko (built next to KO by make module):
 # while it is loaded, kallsyms_lookup_name() returns 0 for one symbol
 # (mode=missing) or the address of a function of hide_symbol (mode=foreign).
@@ -21,8 +21,8 @@
 # Then, with hide_symbol gone, the module loads and its device answers.
 # Prints TAP; exits 0 (pass), 1 (fail) or 4 (skip: no KVM in this guest).
 set -u
-ko=${1:?usage: refused_load.sh KO HIDE_KO}
-hide=${2:?usage: refused_load.sh KO HIDE_KO}
+ko=${1:?usage: refused_load_guest.sh KO HIDE_KO}
+hide=${2:?usage: refused_load_guest.sh KO HIDE_KO}
 dev=/dev/kvm_dirtybatch
 all_syms="kvm_arch_mmu_enable_log_dirty_pt_masked kvm_arch_sync_dirty_log file_is_kvm kvm_flush_remote_tlbs"
 # shellcheck source=tap.sh

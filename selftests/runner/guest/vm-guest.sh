@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# vm-guest.sh SHARE: the inside-guest half of selftests/vm-run, run as root in
+# vm-guest.sh SHARE: the inside-guest half of selftests/runner/vm-run, run as root in
 # the guest (either backend) with the host's root filesystem mounted as /.
 #
 # SHARE is a directory shared read-write with the host.  The host puts there:

@@ -1,8 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# module_lifetime.sh KO TESTS_DIR: the module's lifetime, in a guest where
-# KO is loaded (selftests/vm-run --module KO -- module_lifetime.sh KO DIR).
+# module_lifetime_guest.sh KO TESTS_DIR: the module's lifetime, in a guest where
+# KO is loaded (selftests/runner/vm-run --module KO -- module_lifetime_guest.sh KO DIR).
 # Not a test of the common guest run (it unloads the module): run by
 # scripts/host-tests/module-lifetime.sh and scripts/fuzz.sh.
 #
@@ -16,8 +16,8 @@
 #    cycles; the module is left loaded.
 # Prints TAP; exits 0 (pass) or 1.
 set -u
-ko=${1:?usage: module_lifetime.sh KO TESTS_DIR}
-tests=${2:?usage: module_lifetime.sh KO TESTS_DIR}
+ko=${1:?usage: module_lifetime_guest.sh KO TESTS_DIR}
+tests=${2:?usage: module_lifetime_guest.sh KO TESTS_DIR}
 dev=/dev/kvm_dirtybatch
 stats=/sys/kernel/debug/kvm_dirtybatch/stats
 # shellcheck source=tap.sh

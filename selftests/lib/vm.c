@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Minimal KVM VM helper for the kvm_dirtybatch selftests.  See vm.h.
+ * Minimal KVM VM helper of the shared test library.  See vm.h.
  */
 #include <errno.h>
 #include <fcntl.h>

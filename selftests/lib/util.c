@@ -10,12 +10,13 @@
 
 #include <linux/kvm_clear_dirty_log_batch.h>
 
+#include "tap.h"
 #include "util.h"
 
 #ifndef DB_EMULATE
 int db_open(void)
 {
-	int fd = open(DB_DEV_PATH, O_RDWR | O_CLOEXEC);
+	int fd = open(DB_DEVICE_PATH, O_RDWR | O_CLOEXEC);
 
 	return fd < 0 ? -errno : fd;
 }
@@ -112,20 +113,12 @@ bool db_available(const char **why)
 
 	if (fd < 0) {
 		if (why)
-			*why = fd == -ENOENT ? DB_DEV_PATH " does not exist (module not loaded)"
-					     : DB_DEV_PATH " cannot be opened";
+			*why = fd == -ENOENT ? DB_DEVICE_PATH " does not exist (module not loaded)"
+					     : DB_DEVICE_PATH " cannot be opened";
 		return false;
 	}
 	close(fd);
 	return true;
-}
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
 uint64_t test_seed(const char *what)
@@ -280,11 +273,8 @@ void test_require(int argc, char **argv, bool need_module)
 	for (i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "-l") || !strcmp(argv[i], "-h"))
 			return;
-	if (!kvm_available(&why) || (need_module && !db_available(&why))) {
-		printf("TAP version 13\n1..0 # SKIP %s\n", why);
-		fflush(stdout);
-		exit(4);
-	}
+	if (!kvm_available(&why) || (need_module && !db_available(&why)))
+		tap_skip_all(why);
 	keep_static_keys_enabled();
 }
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1 OR MIT */
-/* Minimal TAP 13 producer for the libdirtybatch tests. */
+/* Minimal TAP 13 producer for the tests that do not use the kselftest harness. */
 #ifndef DIRTYBATCH_TAP_H
 #define DIRTYBATCH_TAP_H
 
@@ -59,6 +59,15 @@ static inline void tap_skip(const char *reason, const char *fmt, ...)
 	va_end(ap);
 	printf(" # SKIP %s\n", reason);
 	fflush(stdout);
+}
+
+/* The whole program skipped, before any test: a plan of none, exit 4. */
+__attribute__((noreturn))
+static inline void tap_skip_all(const char *reason)
+{
+	printf("TAP version 13\n1..0 # SKIP %s\n", reason);
+	fflush(stdout);
+	exit(4);
 }
 
 /* 1 if anything failed, 4 if everything was skipped, else 0. */

@@ -2,7 +2,7 @@
 # shellcheck disable=SC2016 # $out/$log in check strings expand at eval time
 # SPDX-License-Identifier: GPL-2.0
 #
-# vm-run-selftest.sh [--backend vng|qemu] [--kernel K]: check selftests/vm-run
+# vm-run-selftest.sh [--backend vng|qemu] [--kernel K]: check selftests/runner/vm-run
 # itself (exit status propagation, dmesg verdict, timeout, KVM and module
 # setup) on one backend and kernel.  Prints TAP; exits 0 when all pass.
 set -uo pipefail

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Minimal KVM VM helper for the kvm_dirtybatch selftests (no dependency on
- * the KVM selftests library).  Only uses ioctls available on Linux 6.1:
+ * Minimal KVM VM helper of the shared test library, for the kselftests,
+ * the library's real-KVM tests and the benchmarks (no dependency on the
+ * KVM selftests library).  Only uses ioctls available on Linux 6.1:
  * KVM_SET_USER_MEMORY_REGION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
  * KVM_GET_DIRTY_LOG, KVM_CLEAR_DIRTY_LOG.
  *

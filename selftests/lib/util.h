@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Shared helpers of the kvm_dirtybatch selftests: module ioctl wrappers,
- * a seeded PRNG, dirty-bitmap snapshots and the test main().
+ * the seed of the PRNG (rng.h), dirty-bitmap snapshots and the test main().
  */
 #ifndef KVM_DIRTYBATCH_UTIL_H
 #define KVM_DIRTYBATCH_UTIL_H
@@ -11,9 +11,11 @@
 #include <sys/ioctl.h>
 #include <linux/kvm_dirtybatch.h>
 
+#include "clock.h"
+#include "rng.h"
 #include "vm.h"
 
-#define DB_DEV_PATH	"/dev/" KVM_DIRTYBATCH_DEVICE_NAME
+#define DB_DEVICE_PATH	"/dev/" KVM_DIRTYBATCH_DEVICE_NAME
 #define SEED_ENV	"KVM_DIRTYBATCH_SEED"
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
@@ -62,24 +64,8 @@ int db_get_info(int dbfd, struct kvm_dirtybatch_info *info);
 int db_get_stats(int dbfd, struct kvm_dirtybatch_stats *st);
 bool db_available(const char **why);
 
-/* ---- PRNG (xorshift64*) ---- */
-struct rng { uint64_t s; };
+/* ---- PRNG (rng.h): the seed of a test run ---- */
 uint64_t test_seed(const char *what);	/* env or time; printed */
-static inline uint64_t rng_next(struct rng *r)
-{
-	r->s ^= r->s >> 12;
-	r->s ^= r->s << 25;
-	r->s ^= r->s >> 27;
-	return r->s * 2685821657736338717ULL;
-}
-static inline uint64_t rng_below(struct rng *r, uint64_t n)
-{
-	return n ? rng_next(r) % n : 0;
-}
-static inline void rng_init(struct rng *r, uint64_t seed)
-{
-	r->s = seed ? seed : 0x9e3779b97f4a7c15ULL;
-}
 
 /* ---- dirty bitmap snapshots of all dirty-logged slots of a VM ---- */
 struct snap {
@@ -110,8 +96,6 @@ bool snap_all_set(const struct snap *s, char *msg, size_t len);
  */
 uint64_t snap_apply(struct snap *s, const void *ranges, uint32_t count,
 		    uint32_t stride);
-
-uint64_t now_ns(void);
 
 /*
  * Test main(): unless only listing, skips the whole binary (TAP
