@@ -207,7 +207,8 @@ dkms-remove: dkms-check
 # sudo make dkms-native-install [DKMS_KERNELS="<release>..."]: the same for
 # KVM's own modules with the KVM_CLEAR_DIRTY_LOG_BATCH series
 # (module/native/dkms/): /usr/src/kvm-dirtybatch-native-<version> holds
-# dkms.conf, build.sh, kvm-build.sh and the series; DKMS builds them from
+# dkms.conf, build.sh, kvm-build.sh and the series ($(NATIVE_FORCE) lets
+# DKMS put them ahead of the kernel's own); DKMS builds them from
 # the kernel's exact linux-source (installed, or a .deb in
 # /var/cache/kvm-dirtybatch/debs) and installs them in updates/dkms, ahead
 # of Debian's.  Every kernel's build comes before any install, so that a
@@ -218,6 +219,11 @@ dkms-remove: dkms-check
 NATIVE_DKMS := module/native/dkms
 NATIVE_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\([^"]*\)"$$/\1/p' $(CURDIR)/$(NATIVE_DKMS)/dkms.conf)
 NATIVE_SRCDIR = /usr/src/kvm-dirtybatch-native-$(VERSION)
+# DKMS refuses to install a module over an in-kernel one of the same
+# version (kvm has none, nor has ours: "exactly matches what is already
+# found in kernel"); this file tells dkms install and autoinstall to skip
+# that check for this package only (dkms's force_installation).
+NATIVE_FORCE = /usr/share/dkms/modules_to_force_install/kvm-dirtybatch-native
 NATIVE_SERIES := $(notdir $(patsubst %/series,%,$(wildcard module/native/patches/*/series)))
 native_versions = dkms status kvm-dirtybatch-native | sed -n 's|^kvm-dirtybatch-native/\([^,:]*\).*|\1|p' | sort -u
 .PHONY: dkms-native-check dkms-native-source dkms-native-install dkms-native-remove
@@ -234,6 +240,8 @@ dkms-native-source:
 	install -D -m 0644 $(NATIVE_DKMS)/dkms.conf $(DESTDIR)$(NATIVE_SRCDIR)/dkms.conf
 	install -D -m 0755 $(NATIVE_DKMS)/build.sh $(DESTDIR)$(NATIVE_SRCDIR)/build.sh
 	install -D -m 0644 module/native/kvm-build.sh $(DESTDIR)$(NATIVE_SRCDIR)/kvm-build.sh
+	install -d $(DESTDIR)$(dir $(NATIVE_FORCE))
+	echo kvm-dirtybatch-native_version-override >$(DESTDIR)$(NATIVE_FORCE)
 	@set -e; for s in $(NATIVE_SERIES); do \
 		d=module/native/patches/$$s; \
 		for p in series $$(sed '/^#/d; /^$$/d' $$d/series); do \
@@ -257,7 +265,8 @@ dkms-native-remove: dkms-native-check
 		dkms remove kvm-dirtybatch-native/$$v --all; \
 		rm -rf /usr/src/kvm-dirtybatch-native-$$v; \
 	done
-	rm -rf $(NATIVE_SRCDIR)
+	rm -rf $(NATIVE_SRCDIR) $(NATIVE_FORCE)
+	@[ ! -d $(dir $(NATIVE_FORCE)) ] || rmdir -p --ignore-fail-on-non-empty $(dir $(NATIVE_FORCE))
 
 clean:
 	rm -rf $(O)
