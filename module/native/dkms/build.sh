@@ -58,7 +58,11 @@ hdr=$(pkg_version "" "linux-headers-$k")
 
 # The source: "tarxz FILE" or "deb FILE".
 tarxz=/usr/src/linux-source-$series.tar.xz
-srcver=$(pkg_version "" "linux-source-$series")
+# Unpacked counts as installed: when apt upgrades the kernel and
+# linux-source together, DKMS's rebuild for the new kernel may run before
+# linux-source is configured (its files are in place once it is unpacked).
+srcver=$(dpkg-query -W -f '${db:Status-Abbrev}${Version}\n' "linux-source-$series" 2>/dev/null |
+	sed -n 's/^i[iU] *//p' || true)
 if [ "$srcver" = "$img" ] && [ -f "$tarxz" ]; then
 	how=tarxz from=$tarxz
 elif from=$(cached_deb "$debs" "$series" "$img"); then
