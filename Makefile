@@ -228,7 +228,11 @@ NATIVE_SERIES := $(notdir $(patsubst %/series,%,$(wildcard module/native/patches
 native_versions = dkms status kvm-dirtybatch-native | sed -n 's|^kvm-dirtybatch-native/\([^,:]*\).*|\1|p' | sort -u
 .PHONY: dkms-native-check dkms-native-source dkms-native-install dkms-native-remove
 
-dkms-native-check: dkms-check
+# Not dkms-check: the module's package (kvm-dirtybatch-dkms) may well be
+# installed beside this one.
+dkms-native-check:
+	@command -v dkms >/dev/null || { echo "dkms is not installed: apt-get install dkms"; exit 1; }
+	@test -n "$(VERSION)" || { echo "no PACKAGE_VERSION in dkms.conf"; exit 1; }
 	@test "$(NATIVE_VERSION)" = "$(VERSION)" || { echo "$(NATIVE_DKMS)/dkms.conf: PACKAGE_VERSION $(NATIVE_VERSION), dkms.conf $(VERSION)"; exit 1; }
 	@if dpkg -S $(NATIVE_SRCDIR) >/dev/null 2>&1; then \
 		echo "$(NATIVE_SRCDIR) belongs to a package (kvm-dirtybatch-native-dkms): use apt"; exit 1; fi
