@@ -204,6 +204,74 @@ dkms-remove: dkms-check
 	done
 	rm -rf $(DKMS_SRCDIR)
 
+# sudo make dkms-native-install [DKMS_KERNELS="<release>..."]: the same for
+# KVM's own modules with the KVM_CLEAR_DIRTY_LOG_BATCH series
+# (module/native/dkms/): /usr/src/kvm-dirtybatch-native-<version> holds
+# dkms.conf, build.sh, kvm-build.sh and the series ($(NATIVE_FORCE) lets
+# DKMS put them ahead of the kernel's own); DKMS builds them from
+# the kernel's exact linux-source (installed, or a .deb in
+# /var/cache/kvm-dirtybatch/debs) and installs them in updates/dkms, ahead
+# of Debian's.  Every kernel's build comes before any install, so that a
+# failed build installs nothing.  Nothing is loaded: see
+# Documentation/install.md.
+# sudo make dkms-native-remove: dkms remove every version (Debian's KVM is
+# modprobe's again), delete the sources.
+NATIVE_DKMS := module/native/dkms
+NATIVE_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\([^"]*\)"$$/\1/p' $(CURDIR)/$(NATIVE_DKMS)/dkms.conf)
+NATIVE_SRCDIR = /usr/src/kvm-dirtybatch-native-$(VERSION)
+# DKMS refuses to install a module over an in-kernel one of the same
+# version (kvm has none, nor has ours: "exactly matches what is already
+# found in kernel"); this file tells dkms install and autoinstall to skip
+# that check for this package only (dkms's force_installation).
+NATIVE_FORCE = /usr/share/dkms/modules_to_force_install/kvm-dirtybatch-native
+NATIVE_SERIES := $(notdir $(patsubst %/series,%,$(wildcard module/native/patches/*/series)))
+native_versions = dkms status kvm-dirtybatch-native | sed -n 's|^kvm-dirtybatch-native/\([^,:]*\).*|\1|p' | sort -u
+.PHONY: dkms-native-check dkms-native-source dkms-native-install dkms-native-remove
+
+# Not dkms-check: the module's package (kvm-dirtybatch-dkms) may well be
+# installed beside this one.
+dkms-native-check:
+	@command -v dkms >/dev/null || { echo "dkms is not installed: apt-get install dkms"; exit 1; }
+	@test -n "$(VERSION)" || { echo "no PACKAGE_VERSION in dkms.conf"; exit 1; }
+	@test "$(NATIVE_VERSION)" = "$(VERSION)" || { echo "$(NATIVE_DKMS)/dkms.conf: PACKAGE_VERSION $(NATIVE_VERSION), dkms.conf $(VERSION)"; exit 1; }
+	@if dpkg -S $(NATIVE_SRCDIR) >/dev/null 2>&1; then \
+		echo "$(NATIVE_SRCDIR) belongs to a package (kvm-dirtybatch-native-dkms): use apt"; exit 1; fi
+
+# The series files: each series file and the patches it names.
+dkms-native-source:
+	@test "$(NATIVE_VERSION)" = "$(VERSION)" || { echo "$(NATIVE_DKMS)/dkms.conf: PACKAGE_VERSION $(NATIVE_VERSION), dkms.conf $(VERSION)"; exit 1; }
+	rm -rf $(DESTDIR)$(NATIVE_SRCDIR)
+	install -D -m 0644 $(NATIVE_DKMS)/dkms.conf $(DESTDIR)$(NATIVE_SRCDIR)/dkms.conf
+	install -D -m 0755 $(NATIVE_DKMS)/build.sh $(DESTDIR)$(NATIVE_SRCDIR)/build.sh
+	install -D -m 0644 module/native/kvm-build.sh $(DESTDIR)$(NATIVE_SRCDIR)/kvm-build.sh
+	install -d $(DESTDIR)$(dir $(NATIVE_FORCE))
+	echo kvm-dirtybatch-native_version-override >$(DESTDIR)$(NATIVE_FORCE)
+	@set -e; for s in $(NATIVE_SERIES); do \
+		d=module/native/patches/$$s; \
+		for p in series $$(sed '/^#/d; /^$$/d' $$d/series); do \
+			install -D -m 0644 $$d/$$p $(DESTDIR)$(NATIVE_SRCDIR)/patches/$$s/$$p; done; done
+
+dkms-native-install: dkms-native-remove
+	$(MAKE) --no-print-directory dkms-native-source DESTDIR=
+	dkms add -m kvm-dirtybatch-native -v $(VERSION)
+	@set -e; for k in $(DKMS_KERNELS); do \
+		echo "dkms build -m kvm-dirtybatch-native -v $(VERSION) -k $$k"; \
+		dkms build -m kvm-dirtybatch-native -v $(VERSION) -k $$k; done; \
+	for k in $(DKMS_KERNELS); do \
+		echo "dkms install -m kvm-dirtybatch-native -v $(VERSION) -k $$k"; \
+		dkms install -m kvm-dirtybatch-native -v $(VERSION) -k $$k; \
+	done
+	dkms status kvm-dirtybatch-native
+
+dkms-native-remove: dkms-native-check
+	@set -e; for v in $$($(native_versions)); do \
+		echo "dkms remove kvm-dirtybatch-native/$$v --all"; \
+		dkms remove kvm-dirtybatch-native/$$v --all; \
+		rm -rf /usr/src/kvm-dirtybatch-native-$$v; \
+	done
+	rm -rf $(NATIVE_SRCDIR) $(NATIVE_FORCE)
+	@[ ! -d $(dir $(NATIVE_FORCE)) ] || rmdir -p --ignore-fail-on-non-empty $(dir $(NATIVE_FORCE))
+
 clean:
 	rm -rf $(O)
 	rm -rf module/*.o module/*.ko module/*.mod* module/.*.cmd module/modules.order \

@@ -24,13 +24,14 @@
 # scripts/trixie-root.sh); Debian's 7.x is built inside the trixie root
 # with trixie's toolchain.  Needs root for the 7.x builds and for
 # downloading source packages.
+# shellcheck source-path=SCRIPTDIR/..
 set -euo pipefail
 # die() in a $(...) must stop the script too.
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 top=$PWD
-# shellcheck source=kernels.sh
 . scripts/kernels.sh
+. module/native/kvm-build.sh
 
 cache=${KVM_MODULES_CACHE:-/var/cache/kvm-dirtybatch}
 O=${O:-$top/build}
@@ -48,6 +49,7 @@ in_trixie() {
 	for d in "${binds[@]}"; do
 		mkdir -p "$root$d"
 	done
+	# shellcheck disable=SC2016 # expanded by the inner bash
 	unshare --mount --propagation private -- bash -c '
 		set -e
 		root=$1 n=$2
@@ -71,33 +73,12 @@ all_releases() {
 	done
 }
 
-# pkg_version ROOT PACKAGE: its installed version in ROOT's dpkg ("" if none).
-pkg_version() {
-	dpkg-query --admindir="$1/var/lib/dpkg" -W -f '${db:Status-Abbrev}${Version}\n' \
-		"$2" 2>/dev/null | sed -n 's/^ii *//p' || true
-}
-
-# image_version RELEASE: the Debian version of the kernel image.  Host
-# kernels are installed packages; the trixie root's 7.x image is unpacked
-# on the host and named in /lib/modules/RELEASE/kvm-dirtybatch.unpacked.
-image_version() {
-	local v marker=/lib/modules/$1/kvm-dirtybatch.unpacked
-	v=$(pkg_version "" "linux-image-$1")
-	if [ -z "$v" ] && [ -f "$marker" ]; then
-		v=$(sed -n "s/^Package: linux-modules-$1 Version: //p" "$marker")
-	fi
-	echo "$v"
-}
-
 # source_deb SERIES VERSION: the cached linux-source-SERIES_VERSION deb,
 # downloaded (apt-get download) if missing; refuses any other version.
 source_deb() {
-	local series=$1 ver=$2 deb got
-	deb=$cache/debs/linux-source-${series}_${ver}_all.deb
-	deb=${deb//\~/%7e}
-	[ -f "$deb" ] || deb=$cache/debs/linux-source-${series}_${ver}_all.deb
-	if [ ! -f "$deb" ]; then
-		[ "$(id -u)" -eq 0 ] || die "no $deb, and downloading it needs root"
+	local series=$1 ver=$2 deb
+	if ! deb=$(cached_deb "$cache/debs" "$series" "$ver"); then
+		[ "$(id -u)" -eq 0 ] || die "no linux-source-${series}_${ver}_all.deb in $cache/debs, and downloading it needs root"
 		mkdir -p "$cache/debs"
 		log "downloading linux-source-$series=$ver"
 		if [ "${series%%.*}" -ge 7 ]; then
@@ -111,87 +92,23 @@ source_deb() {
 			(cd "$cache/debs" && apt-get -q -o APT::Sandbox::User=root download "linux-source-$series=$ver") >&2 ||
 				die "apt-get download linux-source-$series=$ver failed"
 		fi
-		deb=$(ls "$cache"/debs/linux-source-"${series}"_*_all.deb |
-			while read -r f; do
-				[ "$(dpkg-deb -f "$f" Version)" = "$ver" ] && echo "$f"
-			done | head -n1) || true
+		deb=$(cached_deb "$cache/debs" "$series" "$ver") ||
+			die "apt-get download gave no linux-source-$series $ver in $cache/debs: refusing"
 	fi
-	got=$(dpkg-deb -f "$deb" Version)
-	[ "$got" = "$ver" ] ||
-		die "$deb is linux-source-$series $got, the kernel is $ver: refusing"
 	echo "$deb"
 }
 
-# The source directories KVM's modules are built from, and the headers the
-# series changes (put ahead of the headers package's).
-SRC_PATHS=(arch/x86/kvm virt/kvm include/trace include/uapi/linux/kvm.h
-	   arch/x86/include/asm/kvm_host.h)
-
 # pristine_src SERIES VERSION: $cache/kvm-src/VERSION/linux, extracted once.
 pristine_src() {
-	local series=$1 ver=$2 dir=$cache/kvm-src/$2 deb tmp
+	local series=$1 ver=$2 dir=$cache/kvm-src/$2 deb
 	if [ ! -f "$dir/.complete" ]; then
 		deb=$(source_deb "$series" "$ver") || exit 1
-		log "extracting ${SRC_PATHS[*]} from $deb"
+		log "extracting ${KVM_SRC_PATHS[*]} from $deb"
 		rm -rf "$dir"
-		tmp=$dir/tmp
-		mkdir -p "$tmp"
-		dpkg-deb --fsys-tarfile "$deb" |
-			tar -x -C "$tmp" "./usr/src/linux-source-$series.tar.xz"
-		mkdir -p "$dir/linux"
-		nice xz -dc "$tmp/usr/src/linux-source-$series.tar.xz" |
-			tar -x -C "$dir/linux" --strip-components=1 \
-				"${SRC_PATHS[@]/#/linux-source-$series/}"
-		rm -rf "$tmp"
+		extract_deb "$deb" "$series" "$dir/linux"
 		touch "$dir/.complete"
 	fi
 	echo "$dir/linux"
-}
-
-# Apply the series' kernel patches (not its Documentation or selftests).
-# GIT_CEILING_DIRECTORIES: the tree may lie inside a git work tree (build/),
-# whose root git apply would otherwise take paths relative to.
-apply_series() {
-	local dir=$1 pdir=$2 p
-	[ -f "$pdir/series" ] || die "no $pdir/series"
-	while read -r p; do
-		case $p in ''|'#'*) continue ;; esac
-		(cd "$dir" && GIT_CEILING_DIRECTORIES=${dir%/*} git apply -p1 \
-			--include='virt/*' --include='arch/*' --include='include/*' \
-			--exclude='*' "$pdir/$p") || die "$p does not apply to $dir"
-	done <"$pdir/series"
-}
-
-# check_modules RELEASE KDIR OUT: vermagic equal to the stock kvm.ko's;
-# with CONFIG_MODVERSIONS, every symbol version the modules import equal to
-# the one in the headers' Module.symvers (or, for kvm-amd and kvm-intel, in
-# the new kvm.ko's); without it, every undefined symbol exported there.
-check_modules() {
-	local rel=$1 kdir=$2 out=$3 m stock want got bad=0 crc sym n=0 what
-	local syms=("$kdir/Module.symvers" "$out/build/arch/x86/kvm/Module.symvers")
-	stock=$(find "/lib/modules/$rel/kernel/arch/x86/kvm" -name 'kvm.ko*' | head -n1)
-	want=$(modinfo -F vermagic "$stock")
-	for m in kvm kvm-amd kvm-intel; do
-		got=$(modinfo -F vermagic "$out/$m.ko")
-		[ "$got" = "$want" ] || { log "$m.ko: vermagic '$got', kernel '$want'"; bad=1; }
-		if grep -q '^CONFIG_MODVERSIONS=y' "$kdir/.config"; then
-			what="symbol versions (CRCs)"
-			while read -r crc sym; do
-				n=$((n + 1))
-				grep -q "^$crc[[:space:]]$sym[[:space:]]" "${syms[@]}" ||
-					{ log "$m.ko: $sym $crc is not in Module.symvers"; bad=1; }
-			done < <(modprobe --dump-modversions "$out/$m.ko")
-		else
-			what="imported symbols (no CONFIG_MODVERSIONS)"
-			while read -r sym; do
-				n=$((n + 1))
-				grep -q "^0x[0-9a-f]*[[:space:]]$sym[[:space:]]" "${syms[@]}" ||
-					{ log "$m.ko: $sym is not exported by the kernel or kvm.ko"; bad=1; }
-			done < <(nm -u "$out/$m.ko" | awk '{print $2}' | grep -v '^__fentry__$\|^__x86_return_thunk$\|^__x86_indirect_thunk' )
-		fi
-	done
-	[ "$bad" -eq 0 ] || die "$rel: the modules do not match the kernel"
-	log "$rel: vermagic '$want' as the stock kvm.ko; $n $what checked"
 }
 
 build_release() {
@@ -212,14 +129,14 @@ build_release() {
 	[ -n "$img" ] || die "$rel: no installed kernel image linux-image-$rel"
 	[ "$img" = "$ver" ] ||
 		die "$rel: image $img and headers $ver differ: refusing"
-	series=$(echo "$ver" | sed -n 's/^\([0-9]*\.[0-9]*\)\..*/\1/p')
+	series=$(version_series "$ver")
 	pdir=$top/module/native/patches/$series
 	[ -d "$pdir" ] || die "$rel: no series for $series in module/native/patches"
 
 	out=$O/kvm-modules/$rel
 	# Nothing to do if the modules exist for this very series and source.
 	local stamp
-	stamp=$(cd "$pdir" && sed '/^#/d; /^$/d' series | xargs cat series "$top/scripts/kvm-modules.sh" |
+	stamp=$({ series_files "$pdir"; cat "$top/scripts/kvm-modules.sh" "$top/module/native/kvm-build.sh"; } |
 		sha256sum | cut -c1-16)-$ver
 	if [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ] &&
 	   [ -f "$out/kvm.ko" ] && [ -f "$out/kvm-amd.ko" ] && [ -f "$out/kvm-intel.ko" ]; then
@@ -232,35 +149,21 @@ build_release() {
 	mkdir -p "$out"
 	cp -a "$src" "$out/build"
 	apply_series "$out/build" "$pdir"
-	# The Kbuild files name $(srctree) for this tree's own sources; and the
-	# series' headers go first (NOSTDINC_FLAGS precedes LINUXINCLUDE).
-	sed -i "s|\$(srctree)|$out/build|g" "$out/build/arch/x86/kvm/Makefile"
-	sed -i "1a NOSTDINC_FLAGS := -I$out/build/arch/x86/include -I$out/build/include -I$out/build/include/uapi \$(NOSTDINC_FLAGS)" \
-		"$out/build/arch/x86/kvm/Makefile"
-
-	local make=(nice make -s -j"${KVM_MODULES_JOBS:-2}" -C "$kdir"
-		    M="$out/build/arch/x86/kvm" O="$kdir"
-		    CONFIG_DEBUG_INFO_BTF_MODULES= modules)
+	kbuild_tweaks "$out/build"
+	kvm_make_cmd "$kdir" "$out/build" "${KVM_MODULES_JOBS:-2}"
 	log "$rel: building from linux-source-$series $ver${trixie:+ (trixie root)}"
 	if [ -n "$trixie" ]; then
-		in_trixie "${make[@]}"
+		in_trixie "${KVM_MAKE[@]}"
 	else
-		"${make[@]}"
+		"${KVM_MAKE[@]}"
 	fi
-	local m
-	for m in kvm kvm-amd kvm-intel; do
-		# Debian's own modules carry no debug info either.
-		objcopy --strip-debug "$out/build/arch/x86/kvm/$m.ko" "$out/$m.ko"
-	done
-	if [ -n "$trixie" ]; then
-		check_modules "$rel" "$root$kdir" "$out"
-	else
-		check_modules "$rel" "$kdir" "$out"
-	fi
+	strip_modules "$out/build" "$out"
+	check_modules "$rel" "${trixie:+$root}$kdir" "$out" "$out/build"
 	echo "$stamp" >"$out/.stamp"
 	echo "  KVM     $out/{kvm,kvm-amd,kvm-intel}.ko"
 }
 
+# shellcheck disable=SC2046 # release names have no spaces
 [ $# -gt 0 ] || set -- $(all_releases)
 [ $# -gt 0 ] || die "no kernel headers installed (run make deps)"
 for rel; do

@@ -219,7 +219,8 @@ debian_packages() {
 	fi
 	ok "dpkg-buildpackage -us -uc -b builds the Debian packages"
 	arch=$(dpkg --print-architecture)
-	for d in kvm-dirtybatch-dkms_"$v"_all libdirtybatch1_"$v"_"$arch" libdirtybatch-dev_"$v"_"$arch"; do
+	for d in kvm-dirtybatch-dkms_"$v"_all kvm-dirtybatch-native-dkms_"$v"_all \
+		libdirtybatch1_"$v"_"$arch" libdirtybatch-dev_"$v"_"$arch"; do
 		dpkg-deb -c "$tmp/deb/$d.deb" 2>/dev/null | awk '{print $6}' | sed 's|^\./|/|' \
 			>"$tmp/$d.list" || bad+=" $d.deb"
 	done
@@ -240,8 +241,25 @@ debian_packages() {
 	grep -q '^/usr/src' "$tmp/libdirtybatch1_${v}_${arch}.list" "$tmp/libdirtybatch-dev_${v}_${arch}.list" &&
 		bad+=" dkms-sources-in-a-library-package"
 	dpkg-deb -f "$tmp/deb/kvm-dirtybatch-dkms_${v}_all.deb" Depends | grep -q dkms || bad+=" dkms:Depends"
+	# The patched KVM's package: its dkms.conf, build script, the shared
+	# build steps and every series, in its own /usr/src directory.
+	nv=/usr/src/kvm-dirtybatch-native-$v
+	for f in "$nv/dkms.conf" "$nv/build.sh" "$nv/kvm-build.sh" \
+		/usr/share/dkms/modules_to_force_install/kvm-dirtybatch-native $(
+		for p in module/native/patches/*/series; do
+			sed '/^#/d; /^$/d' "$p" | sed "s|^|${p%/series}/|"
+			echo "$p"
+		done | sed "s|^module/native/|$nv/|"); do
+		grep -qxF "$f" "$tmp/kvm-dirtybatch-native-dkms_${v}_all.list" || bad+=" native:$f"
+	done
+	dpkg-deb -c "$tmp/deb/kvm-dirtybatch-native-dkms_${v}_all.deb" |
+		grep -q "^-rwxr-xr-x .* \.$nv/build.sh$" || bad+=" native:build.sh-not-executable"
+	dpkg-deb -f "$tmp/deb/kvm-dirtybatch-native-dkms_${v}_all.deb" Depends | grep -q dkms ||
+		bad+=" native:Depends"
+	grep -q "^$nv" "$tmp/kvm-dirtybatch-dkms_${v}_all.list" && bad+=" native-sources-in-kvm-dirtybatch-dkms"
+	grep -q "^$sv" "$tmp/kvm-dirtybatch-native-dkms_${v}_all.list" && bad+=" module-sources-in-native-dkms"
 	if [ -z "$bad" ]; then
-		ok "kvm-dirtybatch-dkms (sources, dkms.conf, udev rule), libdirtybatch1, libdirtybatch-dev hold their files"
+		ok "kvm-dirtybatch-dkms (sources, dkms.conf, udev rule), kvm-dirtybatch-native-dkms (dkms.conf, build.sh, kvm-build.sh, the series, its modules_to_force_install entry), libdirtybatch1, libdirtybatch-dev hold their files"
 	else
 		not_ok "the Debian packages hold their files:$bad"
 	fi
