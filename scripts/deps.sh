@@ -146,6 +146,12 @@ fi
 apt_install debootstrap
 "$(dirname "$0")/trixie-root.sh"
 
+# ---- the exact Debian source of every installed kernel (KVM's own
+# modules with the native series build only from it: make kvm-modules, and
+# the native DKMS package's test), cached in /var/cache/kvm-dirtybatch/debs.
+# bookworm's linux-source-6.12 can be newer than its newest 6.12 image.
+"$(dirname "$0")/kvm-modules.sh" --fetch-sources
+
 # ---- QEMU sources and trixie's meson for userspace/qemu (--qemu only)
 if [ "${1:-}" = --qemu ]; then
 	"$(dirname "$0")/qemu-deps.sh" all >/dev/null

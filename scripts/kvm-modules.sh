@@ -23,7 +23,8 @@
 # installed Debian kernel (host headers and the trixie root's, see
 # scripts/trixie-root.sh); Debian's 7.x is built inside the trixie root
 # with trixie's toolchain.  Needs root for the 7.x builds and for
-# downloading source packages.
+# downloading source packages.  kvm-modules.sh --fetch-sources [RELEASE...]
+# only downloads the source packages.
 # shellcheck source-path=SCRIPTDIR/..
 set -euo pipefail
 # die() in a $(...) must stop the script too.
@@ -163,9 +164,23 @@ build_release() {
 	echo "  KVM     $out/{kvm,kvm-amd,kvm-intel}.ko"
 }
 
+# --fetch-sources: only download (into the cache) the exact source package
+# of each release, for make deps: the native DKMS package's test builds from
+# it before make check's native part would have fetched it.
+fetch=
+if [ "${1:-}" = --fetch-sources ]; then
+	fetch=1
+	shift
+fi
 # shellcheck disable=SC2046 # release names have no spaces
 [ $# -gt 0 ] || set -- $(all_releases)
 [ $# -gt 0 ] || die "no kernel headers installed (run make deps)"
 for rel; do
-	build_release "$rel"
+	if [ -n "$fetch" ]; then
+		ver=$(image_version "$rel")
+		[ -n "$ver" ] || die "$rel: no installed kernel image linux-image-$rel"
+		source_deb "$(version_series "$ver")" "$ver" >/dev/null
+	else
+		build_release "$rel"
+	fi
 done
