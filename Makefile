@@ -164,7 +164,7 @@ uninstall:
 # installed module is this tree's.  DKMS rebuilds it for new kernels.
 # sudo make dkms-remove: dkms remove every version, delete the sources.
 # The version comes from dkms.conf; debian/changelog and dirtybatch.h say
-# the same (make check: scripts/host-tests/install.sh checks both).
+# the same (make check: scripts/tooling-tests/install.sh checks both).
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\([^"]*\)"$$/\1/p' $(CURDIR)/dkms.conf)
 DKMS_SRCDIR = /usr/src/kvm-dirtybatch-$(VERSION)
 DKMS_KERNELS ?= $(shell uname -r)

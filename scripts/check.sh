@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The body of `make check` (after `make deps`): build everything, run the
-# host tests, then the kselftests inside a guest of each test kernel with
-# the freshly built module loaded, then per kernel the patched KVM modules
+# host tests and the tooling tests, then the kselftests inside a guest of
+# each test kernel with the freshly built module loaded, then per kernel the patched KVM modules
 # (the native backend) in a guest of their own.  Prints one TAP stream and
 # ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
 #
@@ -82,8 +82,10 @@ fi
 
 progress "host tests (this machine's /dev/kvm)"
 fold "host/" < <(scripts/run-tests.sh "$O/tests/host")
-# Tests of the project's tooling (guest runner fallback, packaging).
-fold "host/" < <(O="$O" scripts/run-tests.sh scripts/host-tests 900)
+# Tests of the project's tooling (guest runner fallback, packaging, DKMS,
+# module load and lifetime), each a script in scripts/tooling-tests/.
+progress "tooling tests (scripts/tooling-tests)"
+fold "tooling/" < <(O="$O" scripts/run-tests.sh scripts/tooling-tests 900)
 
 for series in $CHECK_KERNELS; do
 	rel=$(newest_release "$series")

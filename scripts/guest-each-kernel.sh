@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Sourced by the host tests that run one guest per built kernel
-# (scripts/host-tests/refused-load.sh, module-lifetime.sh).
+# (scripts/tooling-tests/refused-load.sh, module-lifetime.sh).
 #
 # each_kernel_guest FUNC [FILE...]: for every $O/module/<release>/ that has
 # kvm_dirtybatch.ko and the FILEs, and whose kernel is in /boot (not

@@ -4,7 +4,7 @@
 # module_lifetime_guest.sh KO TESTS_DIR: the module's lifetime, in a guest where
 # KO is loaded (selftests/runner/vm-run --module KO -- module_lifetime_guest.sh KO DIR).
 # Not a test of the common guest run (it unloads the module): run by
-# scripts/host-tests/module-lifetime.sh and scripts/fuzz.sh.
+# scripts/tooling-tests/module-lifetime.sh and scripts/fuzz.sh.
 #
 #  - rmmod is refused (EBUSY) while a device fd is open: in this shell, in a
 #    background process, in a running fuzzer (tried again and again while

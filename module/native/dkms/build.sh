@@ -20,7 +20,7 @@
 #     (default /var/cache/kvm-dirtybatch/debs, where make kvm-modules caches
 #     them and `apt-get download` puts one);
 #  3. else it refuses.
-# KVM_DIRTYBATCH_NATIVE_DEBS is for the tests (scripts/host-tests/dkms.sh
+# KVM_DIRTYBATCH_NATIVE_DEBS is for the tests (scripts/tooling-tests/dkms.sh
 # points it at an empty directory to see the refusal); operators leave it
 # unset.
 #

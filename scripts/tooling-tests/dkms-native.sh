@@ -1,4 +1,4 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# kvm-dirtybatch-native through DKMS: scripts/host-tests/dkms.sh native.
+# kvm-dirtybatch-native through DKMS: scripts/tooling-tests/dkms.sh native.
 exec bash "$(dirname "$0")/dkms.sh" native
