@@ -178,7 +178,13 @@ static void m_fd_kvm(struct ctx *x) { x->c.vm_fd = x->vm->kvm_fd; }
 static void m_fd_vcpu(struct ctx *x) { x->c.vm_fd = vm_create_vcpu(x->vm)->fd; }
 static void m_fd_self(struct ctx *x) { x->c.vm_fd = x->dbfd; }
 /* KVM's gate on every VM ioctl: the VM's process only */
-static void m_other_process(struct ctx *x) { x->other_process = true; }
+static void m_other_process(struct ctx *x)
+{
+	x->other_process = true;
+#ifdef DB_EMULATE
+	x->skip = "the emulation's state is the calling process's";
+#endif
+}
 
 static void m_fd_stdin(struct ctx *x)
 {
