@@ -17,6 +17,12 @@
  * "big.*" checks the KVM_DIRTYBATCH_MAX_RANGES limit and that bitmaps have
  * no limit KVM lacks: a whole 1 TiB memslot in one range, against one
  * KVM_CLEAR_DIRTY_LOG on an identical VM.
+ *
+ * With KVM_DIRTYBATCH_BACKEND=native the same cases go to KVM's own
+ * KVM_CLEAR_DIRTY_LOG_BATCH (db_clear()): the errno and error_index of
+ * each malformed range, nothing applied, -EIO from another process, the
+ * bitmaps as the model says; the module's own header fields, vm_fd
+ * resolution and counters are skipped there (NEG_MODULE, has_stats).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +31,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -57,6 +64,7 @@ struct ctx {
 	int fds[4];
 	int nfds;
 	uint32_t as1;		/* 1 << 16 if address space 1 exists */
+	bool other_process;	/* the call is made by a child process */
 	const char *skip;
 };
 
@@ -169,6 +177,15 @@ static void m_fd_devnull(struct ctx *x) { x->c.vm_fd = keep_fd(x, open("/dev/nul
 static void m_fd_kvm(struct ctx *x) { x->c.vm_fd = x->vm->kvm_fd; }
 static void m_fd_vcpu(struct ctx *x) { x->c.vm_fd = vm_create_vcpu(x->vm)->fd; }
 static void m_fd_self(struct ctx *x) { x->c.vm_fd = x->dbfd; }
+/* KVM's gate on every VM ioctl: the VM's process only */
+static void m_other_process(struct ctx *x)
+{
+	x->other_process = true;
+#ifdef DB_EMULATE
+	x->skip = "the emulation's state is the calling process's";
+#endif
+}
+
 static void m_fd_stdin(struct ctx *x)
 {
 	int p[2];
@@ -371,50 +388,62 @@ FIXTURE_VARIANT(neg) {
 	void (*mutate)(struct ctx *x);
 	int err;		/* positive errno, 0 = success */
 	int idx;		/* error_index, or IDX_* */
+	bool module_only;
 };
 
 #define NEG(name, fn, e, i) \
 	FIXTURE_VARIANT_ADD(neg, name) { .mutate = fn, .err = e, .idx = i }
+/*
+ * The module's own interface, skipped with KVM's native ioctl: its struct
+ * (read from the ioctl's argument pointer), the header fields KVM's struct
+ * does not have (range_size and the stride's extra bytes, reserved0) and
+ * how vm_fd is resolved (the native ioctl is made on the fd itself, and
+ * whatever file has that number answers it).  The native header's own
+ * negative cases are clear_dirty_log_batch_test's (patch 0005).
+ */
+#define NEG_MODULE(name, fn, e, i) \
+	FIXTURE_VARIANT_ADD(neg, name) { .mutate = fn, .err = e, .idx = i, .module_only = true }
 
-NEG(struct_unmapped, m_struct_unmapped, EFAULT, IDX_ANY);
-NEG(struct_null, m_struct_null, EFAULT, IDX_ANY);
-NEG(struct_partial, m_struct_partial, EFAULT, IDX_ANY);
+NEG_MODULE(struct_unmapped, m_struct_unmapped, EFAULT, IDX_ANY);
+NEG_MODULE(struct_null, m_struct_null, EFAULT, IDX_ANY);
+NEG_MODULE(struct_partial, m_struct_partial, EFAULT, IDX_ANY);
 NEG(flags_bit0, m_flags_bit0, EINVAL, IDX_NONRANGE);
 NEG(flags_bit31, m_flags_bit31, EINVAL, IDX_NONRANGE);
-NEG(reserved0, m_reserved0, EINVAL, IDX_NONRANGE);
+NEG_MODULE(reserved0, m_reserved0, EINVAL, IDX_NONRANGE);
 NEG(reserved_0, m_reserved_0, EINVAL, IDX_NONRANGE);
 NEG(reserved_1, m_reserved_1, EINVAL, IDX_NONRANGE);
 NEG(reserved_2, m_reserved_2, EINVAL, IDX_NONRANGE);
 NEG(reserved_3, m_reserved_3, EINVAL, IDX_NONRANGE);
-NEG(range_size_0, m_rsize_0, EINVAL, IDX_NONRANGE);
-NEG(range_size_16, m_rsize_16, EINVAL, IDX_NONRANGE);
-NEG(range_size_23, m_rsize_23, EINVAL, IDX_NONRANGE);
-NEG(range_size_25, m_rsize_25, EINVAL, IDX_NONRANGE);
-NEG(range_size_28, m_rsize_28, EINVAL, IDX_NONRANGE);
-NEG(range_size_252, m_rsize_252, EINVAL, IDX_NONRANGE);
-NEG(range_size_257, m_rsize_257, E2BIG, IDX_NONRANGE);
-NEG(range_size_264, m_rsize_264, E2BIG, IDX_NONRANGE);
-NEG(range_size_4096, m_rsize_4096, E2BIG, IDX_NONRANGE);
-NEG(range_size_u32max, m_rsize_max, E2BIG, IDX_NONRANGE);
+NEG_MODULE(range_size_0, m_rsize_0, EINVAL, IDX_NONRANGE);
+NEG_MODULE(range_size_16, m_rsize_16, EINVAL, IDX_NONRANGE);
+NEG_MODULE(range_size_23, m_rsize_23, EINVAL, IDX_NONRANGE);
+NEG_MODULE(range_size_25, m_rsize_25, EINVAL, IDX_NONRANGE);
+NEG_MODULE(range_size_28, m_rsize_28, EINVAL, IDX_NONRANGE);
+NEG_MODULE(range_size_252, m_rsize_252, EINVAL, IDX_NONRANGE);
+NEG_MODULE(range_size_257, m_rsize_257, E2BIG, IDX_NONRANGE);
+NEG_MODULE(range_size_264, m_rsize_264, E2BIG, IDX_NONRANGE);
+NEG_MODULE(range_size_4096, m_rsize_4096, E2BIG, IDX_NONRANGE);
+NEG_MODULE(range_size_u32max, m_rsize_max, E2BIG, IDX_NONRANGE);
 NEG(count_max_plus_1, m_count_max1, E2BIG, IDX_NONRANGE);
 NEG(count_u32max, m_count_u32max, E2BIG, IDX_NONRANGE);
-NEG(vm_fd_minus1, m_fd_minus1, EBADF, IDX_NONRANGE);
-NEG(vm_fd_int_min, m_fd_negative, EBADF, IDX_NONRANGE);
-NEG(vm_fd_int_max, m_fd_intmax, EBADF, IDX_NONRANGE);
-NEG(vm_fd_closed, m_fd_closed, EBADF, IDX_NONRANGE);
-NEG(vm_fd_closed_vm, m_fd_closed_vm, EBADF, IDX_NONRANGE);
-NEG(vm_fd_closed_vm_vcpu_alive, m_fd_closed_vm_alive, EBADF, IDX_NONRANGE);
-NEG(vm_fd_dev_null, m_fd_devnull, EINVAL, IDX_NONRANGE);
-NEG(vm_fd_dev_kvm, m_fd_kvm, EINVAL, IDX_NONRANGE);
-NEG(vm_fd_vcpu, m_fd_vcpu, EINVAL, IDX_NONRANGE);
-NEG(vm_fd_dirtybatch, m_fd_self, EINVAL, IDX_NONRANGE);
-NEG(vm_fd_pipe, m_fd_stdin, EINVAL, IDX_NONRANGE);
+NEG_MODULE(vm_fd_minus1, m_fd_minus1, EBADF, IDX_NONRANGE);
+NEG_MODULE(vm_fd_int_min, m_fd_negative, EBADF, IDX_NONRANGE);
+NEG_MODULE(vm_fd_int_max, m_fd_intmax, EBADF, IDX_NONRANGE);
+NEG_MODULE(vm_fd_closed, m_fd_closed, EBADF, IDX_NONRANGE);
+NEG_MODULE(vm_fd_closed_vm, m_fd_closed_vm, EBADF, IDX_NONRANGE);
+NEG_MODULE(vm_fd_closed_vm_vcpu_alive, m_fd_closed_vm_alive, EBADF, IDX_NONRANGE);
+NEG_MODULE(vm_fd_dev_null, m_fd_devnull, EINVAL, IDX_NONRANGE);
+NEG_MODULE(vm_fd_dev_kvm, m_fd_kvm, EINVAL, IDX_NONRANGE);
+NEG_MODULE(vm_fd_vcpu, m_fd_vcpu, EINVAL, IDX_NONRANGE);
+NEG_MODULE(vm_fd_dirtybatch, m_fd_self, EINVAL, IDX_NONRANGE);
+NEG_MODULE(vm_fd_pipe, m_fd_stdin, EINVAL, IDX_NONRANGE);
+NEG(vm_of_another_process, m_other_process, EIO, IDX_NONRANGE);
 NEG(ranges_unmapped, m_ranges_unmapped, EFAULT, IDX_NONRANGE);
 NEG(ranges_null, m_ranges_null, EFAULT, IDX_NONRANGE);
 NEG(ranges_kernel_address, m_ranges_kernel, EFAULT, IDX_NONRANGE);
 NEG(ranges_partially_mapped, m_ranges_partial, EFAULT, IDX_ANY);
-NEG(range_extra_bytes_nonzero, m_extra_nonzero, E2BIG, 2);
-NEG(range_extra_last_byte_nonzero, m_extra_nonzero_last, E2BIG, 3);
+NEG_MODULE(range_extra_bytes_nonzero, m_extra_nonzero, E2BIG, 2);
+NEG_MODULE(range_extra_last_byte_nonzero, m_extra_nonzero_last, E2BIG, 3);
 NEG(num_pages_u32max, m_num_u32max, EINVAL, 1);
 NEG(num_pages_align_wraps, m_num_align_wrap, EINVAL, 1);
 NEG(num_pages_huge_in_two_ranges, m_num_huge_two, EINVAL, 1);
@@ -453,15 +482,15 @@ NEG(as1_slot_not_logged, m_as1_unlogged, ENOENT, 2);
 NEG(error_in_first_range, m_bad_first, ENOENT, 0);
 NEG(error_in_last_range, m_bad_last, EINVAL, 3);
 NEG(first_of_two_errors, m_two_bad, ENOENT, 1);
-NEG(order_flags_before_range_size, o_flags_rsize, EINVAL, IDX_NONRANGE);
-NEG(order_reserved_before_fd, o_reserved_fd, EINVAL, IDX_NONRANGE);
-NEG(order_range_size_before_count, o_rsize_count, EINVAL, IDX_NONRANGE);
-NEG(order_range_size_before_fd, o_rsize_fd, EINVAL, IDX_NONRANGE);
-NEG(order_count_before_fd, o_count_fd, E2BIG, IDX_NONRANGE);
-NEG(order_fd_before_count0, o_fd_count0, EBADF, IDX_NONRANGE);
-NEG(order_fd_type_before_count0, o_fdtype_count0, EINVAL, IDX_NONRANGE);
-NEG(order_fd_before_ranges, o_fd_ranges, EINVAL, IDX_NONRANGE);
-NEG(order_extra_bytes_before_range_checks, o_extra_bmsize, E2BIG, 1);
+NEG_MODULE(order_flags_before_range_size, o_flags_rsize, EINVAL, IDX_NONRANGE);
+NEG_MODULE(order_reserved_before_fd, o_reserved_fd, EINVAL, IDX_NONRANGE);
+NEG_MODULE(order_range_size_before_count, o_rsize_count, EINVAL, IDX_NONRANGE);
+NEG_MODULE(order_range_size_before_fd, o_rsize_fd, EINVAL, IDX_NONRANGE);
+NEG_MODULE(order_count_before_fd, o_count_fd, E2BIG, IDX_NONRANGE);
+NEG_MODULE(order_fd_before_count0, o_fd_count0, EBADF, IDX_NONRANGE);
+NEG_MODULE(order_fd_type_before_count0, o_fdtype_count0, EINVAL, IDX_NONRANGE);
+NEG_MODULE(order_fd_before_ranges, o_fd_ranges, EINVAL, IDX_NONRANGE);
+NEG_MODULE(order_extra_bytes_before_range_checks, o_extra_bmsize, E2BIG, 1);
 NEG(order_ranges_fault_before_range_checks, o_rfault_bmsize, EFAULT, IDX_ANY);
 NEG(order_huge_range_before_bitmap_fault, o_huge_bmfault, EINVAL, 0);
 NEG(order_huge_range_after_bitmap_fault, o_bmfault_huge, EINVAL, 3);
@@ -541,6 +570,38 @@ FIXTURE_TEARDOWN(neg)
 		close(x->dbfd);
 }
 
+static int clear_call(struct ctx *x)
+{
+	if (db_backend_is_module())
+		return db_ioctl(x->dbfd, KVM_DIRTYBATCH_CLEAR, x->arg) ? errno : 0;
+	return -db_clear(x->dbfd, &x->c);
+}
+
+/* The same call from a child process; its result and struct come back. */
+static int clear_call_child(struct ctx *x)
+{
+	struct { int r; struct kvm_dirtybatch_clear c; } *sh;
+	int status, r = ECHILD;
+	pid_t pid;
+
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		return errno;
+	pid = fork();
+	if (!pid) {
+		sh->r = clear_call(x);
+		sh->c = x->c;
+		_exit(0);
+	}
+	if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	    !WEXITSTATUS(status)) {
+		r = sh->r;
+		x->c = sh->c;
+	}
+	munmap(sh, sizeof(*sh));
+	return r;
+}
+
 TEST_F(neg, clear)
 {
 	struct ctx *x = &self->x;
@@ -550,8 +611,13 @@ TEST_F(neg, clear)
 	struct snap before, after, model;
 	uint64_t expect_cleared = 0;
 	char msg[256];
-	int r;
+	int r, idx = variant->idx;
 
+	if (variant->module_only && !db_backend_is_module())
+		SKIP(return, "the module's own interface");
+	/* KVM's ioctl reports ENXIO as the first range's (kvm_dirtybatch.rst) */
+	if (variant->err == ENXIO && !db_backend_is_module())
+		idx = 0;
 	variant->mutate(x);
 	if (x->skip)
 		SKIP(return, "%s", x->skip);
@@ -567,19 +633,18 @@ TEST_F(neg, clear)
 	memcpy(ones0, x->ones, PAGE_SIZE);
 	memcpy(pattern0, x->pattern, PAGE_SIZE);
 	ASSERT_EQ(0, db_get_stats(x->dbfd, &s0));
-	r = db_ioctl(x->dbfd, KVM_DIRTYBATCH_CLEAR, x->arg);
-	r = r ? errno : 0;
+	r = x->other_process ? clear_call_child(x) : clear_call(x);
 	ASSERT_EQ(0, db_get_stats(x->dbfd, &s1));
 	snap_take(x->vm, &after);
 
 	EXPECT_EQ(variant->err, r) TH_LOG("expected %s, got %s (error_index %u)",
 					  strerror(variant->err), strerror(r), x->c.error_index);
 	c = x->arg == &x->c ? &x->c : NULL;
-	if (c && variant->idx >= 0)
-		EXPECT_EQ((uint32_t)variant->idx, c->error_index);
-	if (c && variant->idx == IDX_NONRANGE && c->error_index != SENTINEL)
+	if (c && idx >= 0)
+		EXPECT_EQ((uint32_t)idx, c->error_index);
+	if (c && idx == IDX_NONRANGE && c->error_index != SENTINEL)
 		EXPECT_EQ(c->count, c->error_index) TH_LOG("error_index of a non-range error");
-	if (c && variant->idx == IDX_COUNT)
+	if (c && idx == IDX_COUNT)
 		EXPECT_EQ(c->count, c->error_index);
 
 	/* only pages_cleared and error_index may be written */
@@ -590,20 +655,24 @@ TEST_F(neg, clear)
 	EXPECT_EQ(0, memcmp(ones0, x->ones, PAGE_SIZE)) TH_LOG("a bitmap changed");
 	EXPECT_EQ(0, memcmp(pattern0, x->pattern, PAGE_SIZE)) TH_LOG("a bitmap changed");
 
-	if (variant->err) {
+	/* the module's counters and pages_cleared: KVM's ioctl has neither */
+	if (variant->err && db_backend_has_stats()) {
 		EXPECT_EQ(s0.calls, s1.calls);
 		EXPECT_EQ(s0.failed_calls + 1, s1.failed_calls);
 		EXPECT_EQ(s0.pages_cleared, s1.pages_cleared);
 		EXPECT_EQ(s0.ranges, s1.ranges);
-		EXPECT_TRUE(snap_equal(&before, &after, msg, sizeof(msg)))
-			TH_LOG("failed call changed dirty bits: %s", msg);
-		EXPECT_TRUE(snap_all_set(&after, msg, sizeof(msg))) TH_LOG("%s", msg);
-	} else {
+	} else if (db_backend_has_stats()) {
 		EXPECT_EQ(s0.calls + 1, s1.calls);
 		EXPECT_EQ(s0.failed_calls, s1.failed_calls);
 		EXPECT_EQ(s0.ranges + x->c.count, s1.ranges);
 		EXPECT_EQ(expect_cleared, x->c.pages_cleared);
 		EXPECT_EQ(s0.pages_cleared + expect_cleared, s1.pages_cleared);
+	}
+	if (variant->err) {
+		EXPECT_TRUE(snap_equal(&before, &after, msg, sizeof(msg)))
+			TH_LOG("failed call changed dirty bits: %s", msg);
+		EXPECT_TRUE(snap_all_set(&after, msg, sizeof(msg))) TH_LOG("%s", msg);
+	} else {
 		EXPECT_EQ(expect_cleared, snap_cleared(&before, &after));
 		EXPECT_TRUE(snap_equal(&model, &after, msg, sizeof(msg)))
 			TH_LOG("model vs kernel: %s", msg);
@@ -666,7 +735,8 @@ TEST_F_TIMEOUT(big, max_ranges, 90)
 
 	r[max - 1].first_page = 64;
 	EXPECT_EQ(0, db_clear(self->dbfd, &c));
-	EXPECT_EQ(128, c.pages_cleared);	/* each page once */
+	if (db_backend_has_stats())
+		EXPECT_EQ(128, c.pages_cleared);	/* each page once */
 	EXPECT_EQ(max, c.error_index);
 	snap_take(self->vm, &s);
 	EXPECT_EQ(0, snap_count(&s));
@@ -750,11 +820,13 @@ TEST_F_TIMEOUT(big, whole_slot_1tib, 900)
 		c = (struct kvm_dirtybatch_clear){ .vm_fd = self->vm->fd, .count = 1,
 			.range_size = RSIZE, .ranges = (uintptr_t)&r };
 		err = -db_clear(self->dbfd, &c);
-		EXPECT_EQ(t->err, err) TH_LOG("%s: module %s", t->what, strerror(err));
+		EXPECT_EQ(t->err, err) TH_LOG("%s: %s %s", t->what, db_backend_ioctl(),
+					      strerror(err));
 		err = -vm_clear_dirty_log_try(twin, t->slot, t->first_page, t->num_pages, p);
 		EXPECT_EQ(t->err, err) TH_LOG("%s: KVM_CLEAR_DIRTY_LOG %s", t->what,
 					      strerror(err));
-		EXPECT_EQ(t->err ? 0 : set, c.pages_cleared) TH_LOG("%s", t->what);
+		if (db_backend_has_stats())
+			EXPECT_EQ(t->err ? 0 : set, c.pages_cleared) TH_LOG("%s", t->what);
 		/* each error is caused by the one range */
 		EXPECT_EQ(t->err ? 0 : 1, c.error_index) TH_LOG("%s: error_index", t->what);
 		snap_take(self->vm, &a);

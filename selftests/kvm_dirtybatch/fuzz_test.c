@@ -52,6 +52,18 @@
  * (calls of the race test, default 20000) and
  * KVM_DIRTYBATCH_FUZZ_RACE_SECONDS (its time limit, default 6).
  * Each test ends with "fuzz-summary:" lines (scripts/fuzz.sh reads them).
+ *
+ * With KVM_DIRTYBATCH_BACKEND=native both tests call KVM's own
+ * KVM_CLEAR_DIRTY_LOG_BATCH (db_clear()) with the same generator and
+ * oracle: errno, error_index (KVM reports -ENXIO as the first range's),
+ * nothing applied on failure, the bitmaps as the model says, the ranges
+ * array, bitmaps and userfaultfd stalls read by KVM itself.  Not
+ * generated there, being the module's own interface: range_size and the
+ * stride's extra bytes, reserved0, the argument pointer (the module's
+ * struct; db_clear() reads it in userspace) and vm_fd numbers that are no
+ * live VM fd (the native ioctl goes to whatever file has the number).
+ * Not checked there: pages_cleared and the module's counters, which KVM's
+ * ioctl does not have (db_backend_has_stats()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -68,6 +80,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <linux/kvm_clear_dirty_log_batch.h>
 #include <linux/userfaultfd.h>
 
 #include "kselftest_harness.h"
@@ -494,6 +507,15 @@ static void oracle1(struct fctx *x, const struct call *cl, struct expect *e)
 	if (!readable(x, (uintptr_t)cl->argp, sizeof(*c)))
 		FIN(RS_EFAULT, -1);
 	c = peek((uintptr_t)cl->argp);
+	if (!db_backend_is_module() && c->flags == KVM_CLEAR_DIRTY_LOG_BATCH_QUERY &&
+	    !c->reserved[0] && !c->reserved[1] && !c->reserved[2] && !c->reserved[3]) {
+		/* KVM's query: count and ranges 0, or -EINVAL */
+		if (c->count || c->ranges)
+			FIN(RS_EINVAL, -1);
+		e->out_written = true;
+		e->may_apply = true;
+		FIN(RS_OK, 0);
+	}
 	if (c->flags || c->reserved0 || c->reserved[0] || c->reserved[1] ||
 	    c->reserved[2] || c->reserved[3])
 		FIN(RS_EINVAL, -1);
@@ -549,8 +571,9 @@ static void oracle1(struct fctx *x, const struct call *cl, struct expect *e)
 		get_range(c, i, &r);
 		e->words += ((uint64_t)r.num_pages + 63) / 64;
 	}
+	/* KVM's ioctl finds the dirty ring checking the first range */
 	if (cl->fdkind == FD_RING)
-		FIN(RS_ENXIO, c->count);
+		FIN(RS_ENXIO, db_backend_is_module() ? c->count : 0);
 	for (i = 0; i < c->count; i++) {
 		get_range(c, i, &r);
 		p = range_outcomes(cl->vm, racyvm, &r, &m);
@@ -751,7 +774,8 @@ static void gen_valid(struct fctx *x, struct genp *p, struct mvm *v)
 	memset(p, 0, sizeof(*p));
 	p->vm = v;
 	p->n = p->count = gen_count(x);
-	p->stride = p->rsize = one_in(x, 4) ? 8 * (4 + rnd(x, 29)) : RSIZE;
+	p->stride = p->rsize = db_backend_is_module() && one_in(x, 4) ?
+				8 * (4 + rnd(x, 29)) : RSIZE;
 	p->rplace = one_in(x, 10) ? RP_UNALIGNED : RP_NORMAL;
 	p->aplace = AP_NORMAL;
 	p->extra_at = p->random_at = -1;
@@ -943,6 +967,8 @@ static void mutate(struct fctx *x, struct genp *p, struct call *cl, int kind)
 		uint64_t v = one_in(x, 2) ? 1ULL << rnd(x, 64) : rng_next(&x->rng);
 		int f = kind == C_FLAGS ? 0 : 1 + rnd(x, 5);
 
+		if (f == 1 && !db_backend_is_module())
+			f = 2 + rnd(x, 4);	/* KVM's struct has no reserved0 */
 		if (!v)
 			v = 1;
 		if (!f)
@@ -989,7 +1015,7 @@ static void mutate(struct fctx *x, struct genp *p, struct call *cl, int kind)
 
 		p->count = v[rnd(x, ARRAY_SIZE(v))];
 		p->n = 0;
-		if (one_in(x, 2)) {
+		if (!db_backend_is_module() || one_in(x, 2)) {
 			p->rplace = RP_BIG24;
 			p->stride = p->rsize = RSIZE;
 		} else {
@@ -999,13 +1025,14 @@ static void mutate(struct fctx *x, struct genp *p, struct call *cl, int kind)
 		if (one_in(x, 8)) {
 			/* all-zero ranges, up to 16 MiB of them */
 			p->rplace = RP_ZERO;
-			p->rsize = 8 * (3 + rnd(x, 30));
+			p->rsize = db_backend_is_module() ? 8 * (3 + rnd(x, 30)) : RSIZE;
 		}
 		snprintf(w, room, "huge count=%u stride %u ", p->count, p->rsize);
 		break;
 	}
 	case C_FD: {
-		int f = rnd(x, FDC_NR);
+		/* native: the ioctl is the fd's, VM fds only */
+		int f = rnd(x, db_backend_is_module() ? FDC_NR : FDC_R + 1);
 
 		set_fd(x, p, f);
 		snprintf(w, room, "fd=%d(class %d) ", p->fd, f);
@@ -1451,7 +1478,10 @@ static int run_call(struct fctx *x, struct call *cl)
 	oracle(x, cl, &e);
 	weak = weak_named(x, cl);
 	t1 = now_ns();
-	ret = db_ioctl(g.dbfd, KVM_DIRTYBATCH_CLEAR, cl->argp) ? errno : 0;
+	if (db_backend_is_module())
+		ret = db_ioctl(g.dbfd, KVM_DIRTYBATCH_CLEAR, cl->argp) ? errno : 0;
+	else
+		ret = -db_clear(g.dbfd, cl->argp);	/* the argument is in argpg */
 	x->ns_ioctl += now_ns() - t1;
 	x->st.ns[cl->cls] += now_ns() - t1;
 	x->ns_check += t1 - t0;
@@ -1482,10 +1512,13 @@ static int run_call(struct fctx *x, struct call *cl)
 		a.error_index = cl->c.error_index;
 		if (memcmp(&a, &cl->c, sizeof(a)))
 			VIOL(x, cl, "fields other than pages_cleared/error_index changed");
-		if (!e.out_written && (after.pages_cleared != SENT64 || after.error_index != SENT32))
+		/* db_clear() writes both for KVM's ioctl, which has no pages_cleared */
+		if (db_backend_has_stats() && !e.out_written &&
+		    (after.pages_cleared != SENT64 || after.error_index != SENT32))
 			VIOL(x, cl, "out fields written on an early error: pages_cleared 0x%llx error_index %u",
 			     (unsigned long long)after.pages_cleared, after.error_index);
-		if (r != RS_OK && after.pages_cleared != SENT64 && after.pages_cleared)
+		if (db_backend_has_stats() && r != RS_OK && after.pages_cleared != SENT64 &&
+		    after.pages_cleared)
 			VIOL(x, cl, "failed call reports pages_cleared %llu",
 			     (unsigned long long)after.pages_cleared);
 		if (r == RS_OK && after.error_index != cl->c.count)
@@ -1500,8 +1533,8 @@ static int run_call(struct fctx *x, struct call *cl)
 		if (r != RS_OK && e.exact && e.idx >= 0 && e.idx < (int64_t)cl->c.count &&
 		    r == e.r && after.error_index == SENT32)
 			VIOL(x, cl, "error_index not written for a range error");
-		pages = after.pages_cleared;
-		x->last_pages = after.pages_cleared;
+		pages = db_backend_has_stats() ? after.pages_cleared : 0;
+		x->last_pages = pages;
 		x->last_idx = after.error_index;
 	} else {
 		x->last_pages = x->last_idx = 0;
@@ -1509,12 +1542,16 @@ static int run_call(struct fctx *x, struct call *cl)
 
 	if (r == RS_OK && (e.allowed & B(RS_OK))) {
 		model_apply(x, cl, &lo, &hi);
-		if (normal && (pages < lo || pages > hi))
+		if (normal && db_backend_has_stats() && (pages < lo || pages > hi))
 			VIOL(x, cl, "pages_cleared %llu, model says %llu..%llu",
 			     (unsigned long long)pages, (unsigned long long)lo,
 			     (unsigned long long)hi);
-		if (!normal)
+		/* KVM's ioctl does not count: the model's, the bitmaps are verified */
+		if (!normal || !db_backend_has_stats()) {
 			pages = lo == hi ? lo : 0;
+			if (normal)
+				x->last_pages = pages;
+		}
 	}
 	count_stats(x, cl, r, &e, pages, normal ? after.error_index : UINT32_MAX);
 	if (!x->chaos) {
@@ -1579,15 +1616,23 @@ static const struct { int kind, weight; } mut_w[] = {
 	{ C_BM_PTR, 8 }, { C_BM_HALF, 6 }, { C_RANDOM, 5 },
 };
 
+/* The module's own interface: not generated for KVM's native ioctl. */
+static bool module_only_kind(int kind)
+{
+	return kind == C_RSIZE || kind == C_EXTRA || kind == C_ARG_PTR;
+}
+
 static int pick_mutation(struct fctx *x)
 {
 	int total = 0, k, v;
 
 	for (k = 0; k < (int)ARRAY_SIZE(mut_w); k++)
 		total += mut_w[k].weight;
-	v = rnd(x, total);
-	for (k = 0; v >= mut_w[k].weight; k++)
-		v -= mut_w[k].weight;
+	do {
+		v = rnd(x, total);
+		for (k = 0; v >= mut_w[k].weight; k++)
+			v -= mut_w[k].weight;
+	} while (!db_backend_is_module() && module_only_kind(mut_w[k].kind));
 	return mut_w[k].kind;
 }
 
@@ -2036,7 +2081,8 @@ TEST_F_TIMEOUT(fuzz, deterministic, 86400)
 			x->digest = fnv(x->digest, r);
 			x->digest = fnv(x->digest, x->last_pages);
 			x->digest = fnv(x->digest, x->last_idx);
-			check_counters(x, &prev, &before, &cl);
+			if (db_backend_has_stats())
+				check_counters(x, &prev, &before, &cl);
 			before = x->st;
 			if (++done % 1024 == 0)
 				verify_all(x);
@@ -2060,7 +2106,8 @@ TEST_F_TIMEOUT(fuzz, deterministic, 86400)
 		       (unsigned long long)x->digest);
 	ksft_print_msg("fuzz-summary: deterministic time: generate %.1f s, ioctl %.1f s, oracle+checks %.1f s, counters+memslot changes+guest writes %.1f s\n",
 		       x->ns_gen / 1e9, x->ns_ioctl / 1e9, x->ns_check / 1e9, x->ns_ops / 1e9);
-	report_module("deterministic", g.dbfd);
+	if (db_backend_has_stats())
+		report_module("deterministic", g.dbfd);
 	close(g.dbfd);
 	EXPECT_EQ(0, x->st.violations);
 	EXPECT_LE(n, x->st.calls);
@@ -2095,7 +2142,9 @@ static void gen_chaos(struct fctx *x, struct call *cl)
 	memset(cl, 0, sizeof(*cl));
 	gen_valid(x, &p, &g.S);		/* x->chaos: ranges on churn ids */
 	cl->cls = C_CHAOS;
-	if (u < 45) {
+	if (!db_backend_is_module()) {
+		/* S only: a stale fd number reaches whatever file has it now */
+	} else if (u < 45) {
 		p.fd = __atomic_load_n(&rc.cfd[rnd(x, NR_CVM)], __ATOMIC_ACQUIRE);
 		p.fdkind = FD_RACY;
 		p.vm = NULL;
@@ -2108,7 +2157,8 @@ static void gen_chaos(struct fctx *x, struct call *cl)
 	}
 	if (one_in(x, 4)) {
 		cl->cls = C_FLAP;
-		switch (rnd(x, 3)) {
+		/* not the module's struct for KVM's ioctl: db_clear() reads it */
+		switch (rnd(x, db_backend_is_module() ? 3 : 2)) {
 		case 0:
 			p.rplace = RP_FLAP;
 			p.n = 0;
@@ -2322,7 +2372,10 @@ static void *ucall_fn(void *a)
 {
 	struct ucall *u = a;
 
-	u->ret = db_ioctl(g.dbfd, KVM_DIRTYBATCH_CLEAR, u->argp) ? errno : 0;
+	if (db_backend_is_module())
+		u->ret = db_ioctl(g.dbfd, KVM_DIRTYBATCH_CLEAR, u->argp) ? errno : 0;
+	else
+		u->ret = -db_clear(g.dbfd, u->argp);
 	return NULL;
 }
 
@@ -2375,6 +2428,9 @@ static void *uact_fn(void *a)
 static void uffd_round(struct fctx *x, int ufd, uint8_t *u, uint8_t *src)
 {
 	int where = rnd(x, US_NR), act = rnd(x, UA_NR), tgt = rnd(x, 2), res;
+	/* the module's struct: db_clear() reads it for KVM's ioctl, not KVM */
+	if (where == US_ARG && !db_backend_is_module())
+		where = US_RANGES;
 	uint64_t b[2][2] = { { rng_next(&x->rng), rng_next(&x->rng) }, { rng_next(&x->rng), 0 } };
 	static const uint64_t np[2] = { 128, 64 };
 	struct kvm_dirtybatch_range rr[2];
@@ -2479,7 +2535,7 @@ static void uffd_round(struct fctx *x, int ufd, uint8_t *u, uint8_t *src)
 	res = r_of(uc.ret);
 	if (res != e.r)
 		VIOL(x, &cl, "got %s, expected %s", r_name[res], r_name[e.r]);
-	else if (res == RS_OK && c->pages_cleared != want)
+	else if (res == RS_OK && db_backend_has_stats() && c->pages_cleared != want)
 		VIOL(x, &cl, "pages_cleared %llu, expected %llu",
 		     (unsigned long long)c->pages_cleared, (unsigned long long)want);
 	else if (e.out_written && c->error_index != (uint32_t)e.idx)
@@ -2497,7 +2553,8 @@ static void uffd_round(struct fctx *x, int ufd, uint8_t *u, uint8_t *src)
 					     (unsigned long long)~b[i][j]);
 		}
 	}
-	count_stats(x, &cl, res, &e, res == RS_OK ? c->pages_cleared : 0, c->error_index);
+	count_stats(x, &cl, res, &e, res != RS_OK ? 0 : db_backend_has_stats() ?
+		    c->pages_cleared : want, c->error_index);
 	__atomic_fetch_add(&g.uffd_stalls[act], 1, __ATOMIC_RELAXED);
 	if (held)
 		__atomic_fetch_add(&g.uffd_waited, 1, __ATOMIC_RELAXED);
@@ -2630,8 +2687,9 @@ TEST_F_TIMEOUT(fuzz, races, 86400)
 
 	/* every call of every thread is in the module counters, once */
 	ASSERT_EQ(0, db_get_stats(g.dbfd, &s1));
+	/* (the module's counters: KVM's ioctl has none) */
 #define CK(f, v) do {								\
-	if (s1.f - s0.f != (v)) {						\
+	if (db_backend_has_stats() && s1.f - s0.f != (v)) {			\
 		VIOL(x, NULL, "counter " #f " moved by %llu, the threads saw %llu",	\
 		     (unsigned long long)(s1.f - s0.f), (unsigned long long)(v));	\
 		tot.violations++;						\
@@ -2646,7 +2704,7 @@ TEST_F_TIMEOUT(fuzz, races, 86400)
 	CK(tlb_flushes, tot.flushes);
 	CK(dirty_log_syncs, tot.syncs);
 #undef CK
-	if (tot.breaks > tot.words) {
+	if (db_backend_has_stats() && tot.breaks > tot.words) {
 		VIOL(x, NULL, "lock_breaks moved by %llu, more than the %llu bitmap words of the calls",
 		     (unsigned long long)tot.breaks, (unsigned long long)tot.words);
 		tot.violations++;
@@ -2685,7 +2743,8 @@ TEST_F_TIMEOUT(fuzz, races, 86400)
 		       (unsigned long long)g.fd_closes, (unsigned long long)g.flips,
 		       (unsigned long long)(uint32_t)(seq1 - seq0), buf,
 		       rc.uffd_skipped ? " (userfaultfd unavailable)" : "");
-	report_module("races", g.dbfd);
+	if (db_backend_has_stats())
+		report_module("races", g.dbfd);
 	close(g.dbfd);
 	EXPECT_EQ(0, tot.violations);
 	EXPECT_LT(0, tot.ok);

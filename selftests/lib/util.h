@@ -51,6 +51,17 @@ static inline bool db_backend_has_stats(void)
 	return db_backend() == DB_BACKEND_MODULE;
 }
 
+/*
+ * The module's own interface: its struct's header fields db_clear_native()
+ * does not pass to KVM (range_size, reserved0) and how it resolves vm_fd
+ * to a VM (the native ioctl is made on the fd itself: whatever file has
+ * that number answers it).
+ */
+static inline bool db_backend_is_module(void)
+{
+	return db_backend() == DB_BACKEND_MODULE;
+}
+
 /* the ioctl db_clear() makes, for messages */
 static inline const char *db_backend_ioctl(void)
 {

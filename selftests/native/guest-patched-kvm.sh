@@ -17,7 +17,9 @@
 # project's own kselftests with KVM_DIRTYBATCH_BACKEND=native: their
 # db_clear() goes to KVM_CLEAR_DIRTY_LOG_BATCH (differential against the
 # plain ioctl, no lost dirty page under vCPU writes, memslot churn, the
-# huge batch, another process's VM), and libdirtybatch's guest test with
+# huge batch, another process's VM, the errno table of malformed ranges,
+# also from a 32-bit process, and the fuzzer's short run, as make check
+# runs it in the module's guests), and libdirtybatch's guest test with
 # DIRTYBATCH_BACKEND=native.  vm-run scans the guest's kernel log
 # afterwards.  Exit 0 all passed, 1 a test failed, 4 nothing could run.
 set -u
@@ -53,7 +55,8 @@ done
 
 # The project's programs, through the native backend (run from $PROJECT_TESTS).
 project=(differential_test lost_dirty_test concurrency_test huge_batch_test
-	 access_test dirtybatch_kvm_guest)
+	 access_test clear_errors_test clear_errors_test_m32 fuzz_test
+	 dirtybatch_kvm_guest)
 if [ -n "${PROJECT_TESTS:-}" ]; then
 	if [ -n "${SHIM_KO:-}" ] && ! insmod "$SHIM_KO"; then
 		echo "Bail out! insmod $SHIM_KO on the patched KVM failed"
