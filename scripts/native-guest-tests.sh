@@ -48,7 +48,11 @@ selftests() {
 	[ -n "$ver" ] || die "$rel: no headers package"
 	series=${ver%%.*}.$(echo "$ver" | cut -d. -f2)
 	dir=$cache/kvm-selftests/$ver
-	if [ ! -f "$dir/.complete" ]; then
+	# Rebuilt when the series changes: .complete holds the series' hash.
+	local stamp
+	stamp=$(cd "$top/module/native/patches/$series" && sed '/^#/d; /^$/d' series |
+		xargs cat series | sha256sum | cut -c1-16)
+	if [ "$(cat "$dir/.complete" 2>/dev/null)" != "$stamp" ]; then
 		deb=$(ls "$cache"/debs/linux-source-"$series"_*_all.deb 2>/dev/null |
 			while read -r f; do
 				[ "$(dpkg-deb -f "$f" Version)" = "$ver" ] && echo "$f"
@@ -81,7 +85,7 @@ selftests() {
 		done
 		cp -a "$src/usr/include" "$dir/include"
 		rm -rf "$src" "$dir/obj"
-		touch "$dir/.complete"
+		echo "$stamp" >"$dir/.complete"
 	fi
 	echo "$dir/bin"
 }
