@@ -656,6 +656,15 @@ struct unit_case *unit_case_new(bool module, uint32_t max_ranges, uint32_t max_b
 	return t;
 }
 
+/* A fallback case with two 1000-page memslots: 1 at gpa 0, 2 at 1 GiB. */
+struct unit_case *unit_case_two_slots(void)
+{
+	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 1000),
+		MS(.slot = 2, .guest_phys_addr = 1 << 30, .npages = 1000) };
+
+	return unit_case_new(false, 0, 0, d, 2);
+}
+
 void unit_case_free(struct unit_case *t)
 {
 	for (int i = 0; i < t->n; i++)

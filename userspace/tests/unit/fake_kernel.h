@@ -143,6 +143,7 @@ uint64_t rnd_page(uint64_t npages);
 /* A case for the directed tests: a context on the fake kernel with layout @d. */
 struct unit_case *unit_case_new(bool module, uint32_t max_ranges, uint32_t max_bytes,
 				const struct dirtybatch_memslot *d, int n);
+struct unit_case *unit_case_two_slots(void);
 void unit_case_free(struct unit_case *t);
 void unit_case_delete(struct unit_case *t);
 

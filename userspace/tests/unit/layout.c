@@ -161,9 +161,7 @@ void test_memslot_sizes(void)
 
 void test_slot_discard_version(void)
 {
-	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 1000),
-		MS(.slot = 2, .guest_phys_addr = 1 << 30, .npages = 1000) };
-	struct unit_case *t = unit_case_new(false, 0, 0, d, 2);
+	struct unit_case *t = unit_case_two_slots();
 	struct dirtybatch_stats st = { .sz = sizeof(st) };
 	bool ok = true;
 

@@ -89,9 +89,7 @@ void test_out_sizes(void)
 /* dirtybatch_has_pending() follows every way pages come and go. */
 void test_has_pending(void)
 {
-	struct dirtybatch_memslot d[] = { MS(.slot = 1, .npages = 1000),
-		MS(.slot = 2, .guest_phys_addr = 1 << 30, .npages = 1000) };
-	struct unit_case *t = unit_case_new(false, 0, 0, d, 2);
+	struct unit_case *t = unit_case_two_slots();
 	uint64_t zero[2] = { 0, 0 };
 	bool ok = true;
 
