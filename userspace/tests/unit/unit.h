@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1 OR MIT
 /*
- * The unit tests, one TAP point each unless said (main.c runs them in
- * this order).  Each file beside this one holds one feature's tests.
+ * The unit tests' entry points, a file a feature, one TAP point each
+ * unless said; main.c runs them in a fixed order, which keeps the TAP
+ * numbers of the tests as they were.
  */
 #ifndef DIRTYBATCH_UNIT_H
 #define DIRTYBATCH_UNIT_H
@@ -18,45 +19,43 @@
 __attribute__((format(printf, 2, 3)))
 int unit_ok(int pass, const char *fmt, ...);
 
-/* backends.c */
-void test_open_detection(void);		/* 4 points */
-/* layout.c */
-void test_layout_errors(void);
-/* ranges.c */
+/* ranges.c: how queued pages become ranges */
 void test_tail_rule(void);
 void test_fallback_gap(void);
 void test_merge(void);
 void test_gpa_split(void);
 void test_module_limits(void);
-/* submit.c */
-void test_error_path(void);
-/* layout.c */
-void test_layout_changes(void);
-/* ranges.c */
 void test_empty_submit(void);
-/* big_slots.c */
-void test_bitmap_offsets(void);
-void test_big_slot(void);
-void test_sparse_big_slot(void);	/* 2 points */
-/* allocations.c (DB_WRAP_MALLOC only) */
-void test_no_alloc(void);
-/* layout.c */
+
+/* submit.c: submit results and errors */
+void test_error_path(void);
+void test_out_sizes(void);
+void test_has_pending(void);
+
+/* layout.c: memslots */
+void test_layout_errors(void);
+void test_layout_changes(void);
 void test_memslot_identity(void);
 void test_memslot_sizes(void);
-/* submit.c */
-void test_out_sizes(void);
-/* backends.c */
+void test_slot_discard_version(void);
+
+/* backends.c: opening, backends, demotion */
+void test_open_detection(void);		/* 4 points */
 void test_device_fd(void);
 void test_backend_choice(void);
 void test_demotion(void);
 void test_native(void);
-/* submit.c */
-void test_has_pending(void);
-/* layout.c */
-void test_slot_discard_version(void);
-/* allocations.c (DB_WRAP_MALLOC only) */
+
+/* big_slots.c: big and sparse memslots, bitmap offsets */
+void test_bitmap_offsets(void);
+void test_big_slot(void);
+void test_sparse_big_slot(void);	/* 2 points */
+
+/* allocations.c: only in the build linked with --wrap=malloc (DB_WRAP_MALLOC) */
+void test_no_alloc(void);
 void test_layout_scaling(void);
-/* randomized.c */
+
+/* randomized.c: the randomized model-based cases */
 void test_randomized(uint64_t seed, uint64_t cases);
 
 #endif
