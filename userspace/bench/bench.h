@@ -21,6 +21,7 @@
 #define EXIT_SKIP	4
 #define EXIT_COUNTERS	5
 #define MAX_VCPUS	16
+#define PASS_TIMEOUT_S	60U	/* wait_full_pass(): a watchdog, not a limit */
 
 enum strat { S_PERPAGE, S_MERGED, S_BATCHED, S_FLOOR, S_FALLBACK, S_NATIVE, NSTRAT };
 extern const char *const strat_name[NSTRAT];

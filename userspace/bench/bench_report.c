@@ -136,9 +136,9 @@ uint64_t report(const struct bench_result *r, const struct cost_model *host)
 	}
 	for (i = 0; i < r->norder; i++)
 		if (r->s[r->order[i]].short_waits)
-			printf("  note: %s: %llu rounds where a vCPU did not finish a pass in 20 s\n",
+			printf("  note: %s: %llu rounds where a vCPU did not finish a pass in %u s\n",
 			       strat_name[r->order[i]],
-			       (unsigned long long)r->s[r->order[i]].short_waits);
+			       (unsigned long long)r->s[r->order[i]].short_waits, PASS_TIMEOUT_S);
 
 	/* targets: ratios of the measured medians, never the projections */
 	if (r->s[S_BATCHED].run) {
