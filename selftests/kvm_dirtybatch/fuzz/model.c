@@ -92,13 +92,24 @@ static uint64_t popcount_bm(uint64_t addr, uint32_t num)
 	return n;
 }
 
-/* Apply a successful call to the model; bounds of pages_cleared. */
+/*
+ * Apply a successful call to the model; bounds of pages_cleared.
+ *
+ * What a range does to the bits of a memslot is the shared reference
+ * model of KVM_CLEAR_DIRTY_LOG, snap_apply() (lib/util.c), here on a
+ * snapshot of one memslot over the model's own bitmap.  The fuzzer adds
+ * what snapshots do not have: which memslots' bits are known exactly
+ * (those churned by another thread, written by the racing vCPU, absent
+ * or not logged only bound pages_cleared from above), and the caller's
+ * memory as the kernel read it (the flap page through its fixed copy).
+ */
 void model_apply(struct fctx *x, const struct call *cl, uint64_t *lo, uint64_t *hi)
 {
 	const struct kvm_dirtybatch_clear *c = peek((uintptr_t)cl->argp);
 	struct kvm_dirtybatch_range r;
 	struct mslot *m;
-	uint64_t w, mask, base;
+	struct snap one;
+	uint64_t w, bytes;
 	uint32_t i;
 
 	*lo = *hi = 0;
@@ -110,13 +121,18 @@ void model_apply(struct fctx *x, const struct call *cl, uint64_t *lo, uint64_t *
 			*hi += popcount_bm(r.dirty_bitmap, r.num_pages);
 			continue;
 		}
-		base = r.first_page / 64;
-		for (w = 0; w < bitmap_bytes(r.num_pages) / 8; w++) {
-			memcpy(&mask, peek(r.dirty_bitmap + 8 * w), 8);
-			mask &= m->bm[base + w];
-			m->bm[base + w] &= ~mask;
-			*lo += __builtin_popcountll(mask);
+		bytes = bitmap_bytes(r.num_pages);
+		if (touches_flap(r.dirty_bitmap, bytes)) {
+			/* at most a memslot's bitmap: BIG_PAGES bits */
+			for (w = 0; w < bytes / 8; w++)
+				memcpy(&x->tmpbm[w], peek(r.dirty_bitmap + 8 * w), 8);
+			r.dirty_bitmap = (uintptr_t)x->tmpbm;
 		}
+		one.n = 1;
+		one.slot[0] = m->slot;
+		one.npages[0] = m->npages;
+		one.bm[0] = m->bm;
+		*lo += snap_apply(&one, &r, 1, sizeof(r));
 	}
 	*hi += *lo;
 }
