@@ -159,18 +159,10 @@ void emit(struct fctx *x, struct genp *p, struct call *cl)
 	case RP_BAD:
 		c->ranges = p->rbad;
 		break;
-	case RP_GUARD:
-		c->ranges = (uintptr_t)rbuf_end(x);
-		break;
-	case RP_ZERO:
-		c->ranges = (uintptr_t)g.zero;
-		break;
-	case RP_BIG24:
-		c->ranges = (uintptr_t)g.big24;
-		break;
-	case RP_BIG32:
-		c->ranges = (uintptr_t)g.big32;
-		break;
+	case RP_GUARD: c->ranges = (uintptr_t)rbuf_end(x); break;
+	case RP_ZERO: c->ranges = (uintptr_t)g.zero; break;
+	case RP_BIG24: c->ranges = (uintptr_t)g.big24; break;
+	case RP_BIG32: c->ranges = (uintptr_t)g.big32; break;
 	case RP_FLAP:
 		c->ranges = (uintptr_t)g.flap;
 		cl->touches_flap = true;
