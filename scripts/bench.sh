@@ -181,6 +181,25 @@ failed=0 lost=0 runs=()
 # Show the benchmark's output as it comes, without its csv: lines.
 show() { grep --line-buffered -v '^csv: ' | sed -u 's/^/  /'; }
 
+# The guest of kernel $1 runs its KVM and the module in one of two ways:
+# the patched KVM (KVM_CLEAR_DIRTY_LOG_BATCH) with the module loaded over
+# it by selftests/native/with-patched-kvm.sh when --native found its
+# modules, else Debian's kvm-amd with vm-run loading the module.  Sets
+# guest=() (the command's prefix) and modarg=() (vm-run's options), and
+# says which with progress "$2".
+guest_kvm() { # rel what
+	local rel=$1 what=$2 kvmdir=$O/kvm-modules/$1 ko=$O/module/$1/kvm_dirtybatch.ko
+	if [ "$native" = 1 ] && [ -f "$kvmdir/kvm.ko" ]; then
+		progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), KVM with KVM_CLEAR_DIRTY_LOG_BATCH and kvm_dirtybatch, $what"
+		guest=(selftests/native/with-patched-kvm.sh "$kvmdir" "$ko")
+		modarg=()
+	else
+		progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), loading kvm-amd and kvm_dirtybatch, $what"
+		guest=()
+		modarg=(--module "$ko")
+	fi
+}
+
 check_run() { # name rc file
 	local name=$1 rc=$2 file=$3
 	case $rc in
@@ -207,19 +226,9 @@ if [ "$sweep" = 1 ]; then
 	case $rc in 0) ;; 3) lost=1 ;; *) failed=1; echo "bench: host sweep failed (exit $rc)" ;; esac
 	files=("$file")
 	for rel in "${rels[@]}"; do
-		ko=$O/module/$rel/kvm_dirtybatch.ko
 		file=$out/sweep-$rel.txt
 		: >"$file"
-		kvmdir=$O/kvm-modules/$rel
-		if [ "$native" = 1 ] && [ -f "$kvmdir/kvm.ko" ]; then
-			progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), KVM with KVM_CLEAR_DIRTY_LOG_BATCH and kvm_dirtybatch, the sweep (budget $sweep_budget s)"
-			guest=(selftests/native/with-patched-kvm.sh "$kvmdir" "$ko")
-			modarg=()
-		else
-			progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), loading kvm-amd and kvm_dirtybatch, the sweep (budget $sweep_budget s)"
-			guest=()
-			modarg=(--module "$ko")
-		fi
+		guest_kvm "$rel" "the sweep (budget $sweep_budget s)"
 		nice selftests/runner/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
 			--timeout "$timeout" --log "$logdir/bench-sweep-guest-$rel.log" -- \
 			"${guest[@]}" "$bin" --sweep --sweep-budget "$sweep_budget" --label "$rel" \
@@ -270,19 +279,9 @@ if [ "$host_only" = 1 ]; then
 fi
 
 for rel in "${rels[@]}"; do
-	ko=$O/module/$rel/kvm_dirtybatch.ko
-	kvmdir=$O/kvm-modules/$rel
 	file=$out/run-$rel.txt
-	if [ "$native" = 1 ] && [ -f "$kvmdir/kvm.ko" ]; then
-		# the patched KVM under the module: batched and native side by side
-		progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), KVM with KVM_CLEAR_DIRTY_LOG_BATCH and kvm_dirtybatch, running the benchmark"
-		guest=(selftests/native/with-patched-kvm.sh "$kvmdir" "$ko")
-		modarg=()
-	else
-		progress "guest $rel: booting (TCG, $((vcpus + 1)) CPUs), loading kvm-amd and kvm_dirtybatch, running the benchmark"
-		guest=()
-		modarg=(--module "$ko")
-	fi
+	# with --native: batched and native side by side on the patched KVM
+	guest_kvm "$rel" "running the benchmark"
 	selftests/runner/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
 		--timeout "$timeout" --log "$logdir/bench-guest-$rel.log" -- \
 		"${guest[@]}" "$bin" --label "$rel" "${pass[@]}" >"$file" 2>&1 &

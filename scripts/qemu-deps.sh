@@ -43,14 +43,8 @@ SRCLIST=/etc/apt/sources.list.d/kvm-dirtybatch-qemu-src.sources
 OLDSRC=/etc/apt/sources.list.d/kvm-dirtybatch-bookworm-src.sources
 PIN=/etc/apt/preferences.d/kvm-dirtybatch-sid
 
-apt_quiet() {
-	local out rc
-	out=$(apt-get "$@" 2>&1) && return 0
-	rc=$?
-	printf '%s\n' "$out" >&2
-	log "apt-get $* failed ($rc)"
-	return "$rc"
-}
+# apt_quiet (and the rest of deps.sh's apt helpers)
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 setup_apt() {
 	local changed=0
