@@ -208,12 +208,30 @@ queue_bitmap(struct dirtybatch_ctx *ctx, struct db_slot *s, uint64_t first,
 	}
 }
 
+/*
+ * The memslot a checked add goes to, once its arguments passed: -ENOENT
+ * if the context has no memslot @slot, -ERANGE if the pages end past it.
+ */
+static int checked_slot(struct dirtybatch_ctx *ctx, uint32_t slot, uint64_t first_page,
+			uint64_t npages, struct db_slot **sp)
+{
+	struct db_slot *s = db_lookup_slot(ctx, slot);
+
+	if (!s)
+		return -ENOENT;
+	if (first_page + npages > s->npages)
+		return -ERANGE;
+	*sp = s;
+	return 0;
+}
+
 /* dirtybatch_add_pages() with every check, errors included. */
 static __attribute__((noinline)) int add_pages_checked(struct dirtybatch_ctx *ctx,
 							uint32_t slot, uint64_t first_page,
 							uint64_t npages)
 {
 	struct db_slot *s;
+	int err;
 
 	if (!ctx)
 		return -EINVAL;
@@ -221,13 +239,10 @@ static __attribute__((noinline)) int add_pages_checked(struct dirtybatch_ctx *ct
 		return -ENODATA;
 	if (first_page > UINT64_MAX - npages)
 		return -EOVERFLOW;
-	s = db_lookup_slot(ctx, slot);
-	if (!s)
-		return -ENOENT;
-	if (first_page + npages > s->npages)
-		return -ERANGE;
-	queue_run(ctx, s, first_page, npages);
-	return 0;
+	err = checked_slot(ctx, slot, first_page, npages, &s);
+	if (!err)
+		queue_run(ctx, s, first_page, npages);
+	return err;
 }
 
 DIRTYBATCH_API int dirtybatch_add_pages(struct dirtybatch_ctx *ctx,
@@ -253,6 +268,7 @@ static __attribute__((noinline)) int add_bitmap_checked(struct dirtybatch_ctx *c
 							 uint64_t bit_offset)
 {
 	struct db_slot *s;
+	int err;
 
 	if (!ctx || !bitmap)
 		return -EINVAL;
@@ -264,11 +280,9 @@ static __attribute__((noinline)) int add_bitmap_checked(struct dirtybatch_ctx *c
 	if ((bit_offset + npages - 1) / 64 >
 	    (UINTPTR_MAX - (uintptr_t)bitmap) / sizeof(uint64_t))
 		return -EOVERFLOW;
-	s = db_lookup_slot(ctx, slot);
-	if (!s)
-		return -ENOENT;
-	if (first_page + npages > s->npages)
-		return -ERANGE;
+	err = checked_slot(ctx, slot, first_page, npages, &s);
+	if (err)
+		return err;
 	if (npages <= 64)
 		queue_bitmap_short(ctx, s, first_page, npages, bitmap, bit_offset);
 	else
@@ -375,14 +389,11 @@ DIRTYBATCH_API uint64_t dirtybatch_discard(struct dirtybatch_ctx *ctx)
 DIRTYBATCH_API int64_t dirtybatch_slot_discard(struct dirtybatch_ctx *ctx,
 					       uint32_t slot)
 {
-	struct db_slot *s;
+	struct db_slot *s = ctx ? db_find_slot(ctx, slot) : NULL;
 	uint64_t n;
 
-	if (!ctx)
-		return -EINVAL;
-	s = db_find_slot(ctx, slot);
 	if (!s)
-		return -ENOENT;
+		return ctx ? -ENOENT : -EINVAL;
 	n = slot_discard(s);
 	db_unlist(ctx, s);
 	ctx->stats.pages_discarded += n;
