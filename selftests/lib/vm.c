@@ -275,18 +275,23 @@ void vm_delete_slot(struct vm *vm, uint32_t slot)
 	VM_CHECK(!r, "delete slot 0x%x", slot);
 }
 
+/* Memslot @s again at @gpa with @flags: same size, same memory. */
+static int vm_update_slot_try(struct vm *vm, struct vm_slot *s, uint64_t gpa, uint32_t flags)
+{
+	int r = vm_set_region_try(vm, s->slot, flags, gpa, s->npages * PAGE_SIZE, s->hva);
+
+	if (!r) {
+		s->gpa = gpa;
+		s->flags = flags;
+	}
+	return r;
+}
+
 int vm_move_slot_try(struct vm *vm, uint32_t slot, uint64_t new_gpa)
 {
 	struct vm_slot *s = vm_find_slot(vm, slot);
-	int r;
 
-	if (!s)
-		return -ENOENT;
-	r = vm_set_region_try(vm, slot, s->flags, new_gpa,
-			      s->npages * PAGE_SIZE, s->hva);
-	if (!r)
-		s->gpa = new_gpa;
-	return r;
+	return s ? vm_update_slot_try(vm, s, new_gpa, s->flags) : -ENOENT;
 }
 
 void vm_move_slot(struct vm *vm, uint32_t slot, uint64_t new_gpa)
@@ -301,15 +306,8 @@ void vm_move_slot(struct vm *vm, uint32_t slot, uint64_t new_gpa)
 int vm_set_slot_flags_try(struct vm *vm, uint32_t slot, uint32_t flags)
 {
 	struct vm_slot *s = vm_find_slot(vm, slot);
-	int r;
 
-	if (!s)
-		return -ENOENT;
-	r = vm_set_region_try(vm, slot, flags, s->gpa, s->npages * PAGE_SIZE,
-			      s->hva);
-	if (!r)
-		s->flags = flags;
-	return r;
+	return s ? vm_update_slot_try(vm, s, s->gpa, flags) : -ENOENT;
 }
 
 void vm_set_slot_flags(struct vm *vm, uint32_t slot, uint32_t flags)
