@@ -271,18 +271,7 @@ static void *clearer(void *arg)
 	return NULL;
 }
 
-FIXTURE(conc) {
-	int unused;
-};
-
-FIXTURE_SETUP(conc)
-{
-	self->unused = 0;
-}
-
-FIXTURE_TEARDOWN(conc)
-{
-}
+DIRTYBATCH_NO_FIXTURE(conc)
 
 TEST_F_TIMEOUT(conc, clear_vs_memslot_and_vm_churn, 120)
 {

@@ -79,18 +79,7 @@
 
 /* ------------------------------------------------ the deterministic test */
 
-FIXTURE(fuzz) {
-	int unused;
-};
-
-FIXTURE_SETUP(fuzz)
-{
-	self->unused = 0;
-}
-
-FIXTURE_TEARDOWN(fuzz)
-{
-}
+DIRTYBATCH_NO_FIXTURE(fuzz)
 
 static uint64_t fnv(uint64_t h, uint64_t v)
 {

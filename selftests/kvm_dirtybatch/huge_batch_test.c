@@ -383,18 +383,7 @@ static void check_run(struct __test_metadata *_metadata, uint64_t gib, bool faul
 			       (unsigned long long)gib, (unsigned long long)m->during);
 }
 
-FIXTURE(huge) {
-	int unused;
-};
-
-FIXTURE_SETUP(huge)
-{
-	self->unused = 0;
-}
-
-FIXTURE_TEARDOWN(huge)
-{
-}
+DIRTYBATCH_NO_FIXTURE(huge)
 
 TEST_F_TIMEOUT(huge, batch_vs_plain, 1800)
 {

@@ -114,6 +114,23 @@ uint64_t snap_apply(struct snap *s, const void *ranges, uint32_t count,
  * /dev/kvm_dirtybatch) is unavailable.
  */
 void test_require(int argc, char **argv, bool need_module);
+
+/*
+ * The fixture of a test that keeps no state: the harness gives a test a
+ * timeout of its own only as TEST_F_TIMEOUT(fixture, name, seconds).
+ */
+#define DIRTYBATCH_NO_FIXTURE(f)				\
+	FIXTURE(f) {						\
+		int unused;					\
+	};							\
+	FIXTURE_SETUP(f)					\
+	{							\
+		self->unused = 0;				\
+	}							\
+	FIXTURE_TEARDOWN(f)					\
+	{							\
+	}
+
 #define DIRTYBATCH_TEST_MAIN(need_module)			\
 	int main(int argc, char **argv)				\
 	{							\
