@@ -10,25 +10,31 @@
 
 #include "bench.h"
 
+/* Which of 1e6, 1e3 and 1 divides @v for people: 0, 1 or 2. */
+static const double scale_div[] = { 1e6, 1e3, 1 };
+
+static int scale_of(double v)
+{
+	return v >= 1e6 ? 0 : v >= 1e3 ? 1 : 2;
+}
+
 /* A duration in microseconds, for people. */
 void fmt_us(char *buf, size_t len, double us)
 {
-	if (us >= 1e6)
-		snprintf(buf, len, "%.3g s", us / 1e6);
-	else if (us >= 1e3)
-		snprintf(buf, len, "%.3g ms", us / 1e3);
-	else
-		snprintf(buf, len, "%.3g us", us);
+	static const char *const unit[] = { "s", "ms", "us" };
+	int i = scale_of(us);
+
+	snprintf(buf, len, "%.3g %s", us / scale_div[i], unit[i]);
 }
 
+/* A rate (writes per second), for people. */
 void fmt_rate(char *buf, size_t len, double v)
 {
-	if (v >= 1e6)
-		snprintf(buf, len, "%.2fM", v / 1e6);
-	else if (v >= 1e3)
-		snprintf(buf, len, "%.1fk", v / 1e3);
-	else
-		snprintf(buf, len, "%.0f", v);
+	static const char *const unit[] = { "M", "k", "" };
+	static const int prec[] = { 2, 1, 0 };
+	int i = scale_of(v);
+
+	snprintf(buf, len, "%.*f%s", prec[i], v / scale_div[i], unit[i]);
 }
 
 static double proj_prod(const struct strat_result *S, const struct cost_model *host)

@@ -12,6 +12,30 @@
 
 #include "bench.h"
 
+/* [*lo, *hi] widened to whole decades, one at the least. */
+static void decades(double *lo, double *hi)
+{
+	*lo = pow(10, floor(log10(*lo)));
+	*hi = pow(10, ceil(log10(*hi)));
+	if (*hi <= *lo)
+		*hi = *lo * 10;
+}
+
+/* @path opened for a chart of @width x @height on white; NULL (said) on error. */
+static FILE *svg_open(const char *path, double width, double height, int font_size)
+{
+	FILE *o = fopen(path, "w");
+
+	if (!o) {
+		perror(path);
+		return NULL;
+	}
+	fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+		"font-family=\"sans-serif\" font-size=\"%d\">\n", width, height, font_size);
+	fprintf(o, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+	return o;
+}
+
 /* ------------------------------------------------------------------ */
 /* The bar chart of a summary CSV (make bench)                        */
 
@@ -93,24 +117,15 @@ int render_svg(const char *in, const char *out)
 		fprintf(stderr, "%s: no rows\n", in);
 		return 1;
 	}
-	lo = pow(10, floor(log10(lo)));
-	hi = pow(10, ceil(log10(hi)));
-	if (hi <= lo)
-		hi = lo * 10;
-	o = fopen(out, "w");
-	if (!o) {
-		perror(out);
-		return 1;
-	}
+	decades(&lo, &hi);
 #define XPOS(v) (x0 + w * (log10(v) - log10(lo)) / (log10(hi) - log10(lo)))
 	{
 		double height = 70 + nrows * 22 + ngroups * 30 + 40;
 		double d;
 
-		fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
-			"height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
-			x0 + w + 170, height);
-		fprintf(o, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+		o = svg_open(out, x0 + w + 170, height, 12);
+		if (!o)
+			return 1;
 		fprintf(o, "<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">"
 			"Dirty-log clear time per migration sync round</text>\n");
 		fprintf(o, "<text x=\"10\" y=\"38\" fill=\"#555\">median, p99 whisker, "
@@ -232,22 +247,14 @@ static int sweep_chart(const struct spt *p, int n, const char *env, const char *
 	}
 	if (thi <= 0)
 		return 0;
-	tlo = pow(10, floor(log10(tlo)));
-	thi = pow(10, ceil(log10(thi)));
-	if (thi <= tlo)
-		thi = tlo * 10;
+	decades(&tlo, &thi);
 	if (xhi <= xlo)
 		xhi = xlo * 2;
-	o = fopen(path, "w");
-	if (!o) {
-		perror(path);
+	o = svg_open(path, x0 + w + 190, y0 + h + 90, 13);
+	if (!o)
 		return 1;
-	}
 #define SX(v) (x0 + w * (log(v) - log(xlo)) / (log(xhi) - log(xlo)))
 #define SY(v) (y0 + h - h * (log10(v) - log10(tlo)) / (log10(thi) - log10(tlo)))
-	fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-		"font-family=\"sans-serif\" font-size=\"13\">\n", x0 + w + 190, y0 + h + 90);
-	fprintf(o, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
 	fprintf(o, "<text x=\"10\" y=\"22\" font-size=\"16\" font-weight=\"bold\">"
 		"Clear time per migration sync round against the %s</text>\n", axis_title(axis));
 	fprintf(o, "<text x=\"10\" y=\"42\" fill=\"#444\">");

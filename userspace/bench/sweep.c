@@ -532,6 +532,31 @@ static int split(char *s, char **f, int max)
 	return n;
 }
 
+/*
+ * The measured rows of @env as observations of the cost model, with
+ * column @flush_col (flushes, or vCPU kicks) as its second term; at most
+ * MAX_ROWS, their number returned.
+ */
+static unsigned int observations(const struct crow *rows, unsigned int nrows, const char *env,
+				 int flush_col, struct obs *obs)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < nrows && n < MAX_ROWS; i++) {
+		const struct crow *r = &rows[i];
+
+		if (strcmp(r->env, env) || strcmp(r->kind, "measured") || !(r->v[C_MEDIAN] > 0))
+			continue;
+		obs[n].x[0] = r->v[C_IOCTLS];
+		obs[n].x[1] = r->v[flush_col];
+		obs[n].x[2] = r->v[C_WORDS];
+		obs[n].x[3] = r->v[C_PAGES];
+		obs[n].t = r->v[C_MEDIAN];
+		n++;
+	}
+	return n;
+}
+
 int fit_main(const char *in, const char *out)
 {
 	static struct crow rows[MAX_ROWS * 2];
@@ -577,21 +602,8 @@ int fit_main(const char *in, const char *out)
 	       " + d x pages cleared,\nleast squares weighted by 1/time, per environment:\n");
 	for (e = 0; e < nenv; e++) {
 		static struct obs obs[MAX_ROWS];
-		unsigned int n = 0;
+		unsigned int n = observations(rows, nrows, envs[e], C_FLUSHES, obs);
 
-		for (i = 0; i < nrows; i++) {
-			const struct crow *r = &rows[i];
-
-			if (strcmp(r->env, envs[e]) || strcmp(r->kind, "measured") ||
-			    !(r->v[C_MEDIAN] > 0) || n >= MAX_ROWS)
-				continue;
-			obs[n].x[0] = r->v[C_IOCTLS];
-			obs[n].x[1] = r->v[C_FLUSHES];
-			obs[n].x[2] = r->v[C_WORDS];
-			obs[n].x[3] = r->v[C_PAGES];
-			obs[n].t = r->v[C_MEDIAN];
-			n++;
-		}
 		memset(&models[e], 0, sizeof(models[e]));
 		snprintf(models[e].label, sizeof(models[e].label), "%.95s", envs[e]);
 		fit(obs, n, &models[e]);
@@ -613,17 +625,8 @@ int fit_main(const char *in, const char *out)
 		 */
 		{
 			struct cost_model v = { .valid = false };
-			unsigned int r2 = 0;
 
-			for (i = 0; i < nrows; i++) {
-				const struct crow *r = &rows[i];
-
-				if (strcmp(r->env, envs[e]) || strcmp(r->kind, "measured") ||
-				    !(r->v[C_MEDIAN] > 0) || r2 >= MAX_ROWS)
-					continue;
-				obs[r2].x[1] = r->v[C_KICKS];
-				r2++;
-			}
+			observations(rows, nrows, envs[e], C_KICKS, obs);
 			snprintf(v.label, sizeof(v.label), "%.40s (kicks)", envs[e]);
 			fit(obs, n, &v);
 			if (v.valid)
