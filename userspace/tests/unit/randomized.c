@@ -104,29 +104,46 @@ static void rnd_run(struct model_slot *m, uint64_t *first, uint64_t *n)
 	}
 }
 
-static void op_add_pages(struct unit_case *t)
+/*
+ * The target of a random add: a memslot of the model, or (NULL, *slot one
+ * the library does not know) none, and pages [*first, *first + *n) there.
+ */
+static struct model_slot *rnd_target(struct unit_case *t, uint32_t *slot, uint64_t *first,
+				     uint64_t *n)
 {
 	struct model_slot *m = t->n && rng_below(&case_rng, 12) ? &t->s[rng_below(&case_rng, t->n)] : NULL;
-	uint32_t slot = m ? m->slot : rnd_unknown_slot(t);
+
+	*slot = m ? m->slot : rnd_unknown_slot(t);
+	if (m) {
+		rnd_run(m, first, n);
+	} else {
+		*first = rng_below(&case_rng, 100);
+		*n = 1 + rng_below(&case_rng, 100);
+	}
+	return m;
+}
+
+/* An add's error once its arguments passed: no such memslot, or past its end. */
+static int expect_in_slot(const struct model_slot *m, uint64_t first, uint64_t n)
+{
+	if (!m)
+		return -ENOENT;
+	return first + n > m->npages ? -ERANGE : 0;
+}
+
+static void op_add_pages(struct unit_case *t)
+{
+	uint32_t slot;
 	uint64_t first, n;
+	struct model_slot *m = rnd_target(t, &slot, &first, &n);
 	int exp, got;
 
-	if (m) {
-		rnd_run(m, &first, &n);
-	} else {
-		first = rng_below(&case_rng, 100);
-		n = 1 + rng_below(&case_rng, 100);
-	}
 	if (!n)
 		exp = -ENODATA;
 	else if (first > UINT64_MAX - n)
 		exp = -EOVERFLOW;
-	else if (!m)
-		exp = -ENOENT;
-	else if (first + n > m->npages)
-		exp = -ERANGE;
 	else
-		exp = 0;
+		exp = expect_in_slot(m, first, n);
 	errno = 4242;
 	got = dirtybatch_add_pages(t->ctx, slot, first, n);
 	if (errno != 4242)
@@ -143,18 +160,12 @@ static void op_add_pages(struct unit_case *t)
 
 static void op_add_bitmap(struct unit_case *t)
 {
-	struct model_slot *m = t->n && rng_below(&case_rng, 12) ? &t->s[rng_below(&case_rng, t->n)] : NULL;
-	uint32_t slot = m ? m->slot : rnd_unknown_slot(t);
+	uint32_t slot;
 	uint64_t first, n, off, words, *bm = NULL, dummy = ~0ULL;
+	struct model_slot *m = rnd_target(t, &slot, &first, &n);
 	const uint64_t *arg;
 	int exp, got, dens;
 
-	if (m) {
-		rnd_run(m, &first, &n);
-	} else {
-		first = rng_below(&case_rng, 100);
-		n = 1 + rng_below(&case_rng, 100);
-	}
 	off = rng_below(&case_rng, 4) ? rng_below(&case_rng, 300) : rng_below(&case_rng, 64);
 	if (!rng_below(&case_rng, 40)) {
 		off = UINT64_MAX - rng_below(&case_rng, 4);
@@ -170,12 +181,8 @@ static void op_add_bitmap(struct unit_case *t)
 	else if (first > UINT64_MAX - n || off > UINT64_MAX - n ||
 		 (off + n - 1) / 64 > (UINTPTR_MAX - (uintptr_t)arg) / 8)
 		exp = -EOVERFLOW;
-	else if (!m)
-		exp = -ENOENT;
-	else if (first + n > m->npages)
-		exp = -ERANGE;
 	else
-		exp = 0;
+		exp = expect_in_slot(m, first, n);
 	if (!exp) {
 		/* exactly the words the library may read, garbage around */
 		words = (off + n + 63) / 64;
