@@ -102,6 +102,15 @@ static inline bool inner_gap(uint64_t x, uint64_t gap)
 	return z != 0;
 }
 
+/* One ioctl more in @r and the context's statistics (and in @kind, its backend's). */
+static void count_ioctl(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r, uint64_t *kind)
+{
+	r->ioctls++;
+	ctx->stats.ioctls++;
+	if (kind)
+		(*kind)++;
+}
+
 /*
  * The next range of words of @s to send, from word *@w on: [*@ws, *@we),
  * a maximal run of non-zero words, extended over gaps of at most @gap zero
@@ -180,8 +189,7 @@ int db_submit_fallback(struct dirtybatch_ctx *ctx, struct dirtybatch_result *r)
 			log.num_pages = (uint32_t)(we == s->nwords ?
 				s->npages - (ws << 6) : (we - ws) << 6);
 			log.dirty_bitmap = &s->bits[ws];
-			r->ioctls++;
-			ctx->stats.ioctls++;
+			count_ioctl(ctx, r, NULL);
 			err = ctx->be->clear_log(ctx->be_priv, ctx->vm_fd, &log);
 			if (err) {
 				r->error_slot = s->slot;
@@ -215,14 +223,23 @@ static void ranges_applied(struct dirtybatch_ctx *ctx, uint32_t n,
 	}
 }
 
-/* Note the range @index names (if it is one of @n) as the failing one. */
-static void range_failed(struct dirtybatch_ctx *ctx, uint32_t index, uint32_t n,
-			 struct dirtybatch_result *r)
+/*
+ * One batch ioctl over the first @n ranges of the array returned @err:
+ * if it failed, note the range @error_index names (if it is one of @n) as
+ * the failing one (nothing was applied), else unqueue them all.
+ */
+static int batch_done(struct dirtybatch_ctx *ctx, int err, uint32_t error_index, uint32_t n,
+		      struct dirtybatch_result *r)
 {
-	if (index < n) {
-		r->error_slot = range_at(ctx, index)->slot;
-		r->error_first_page = range_at(ctx, index)->first_page;
+	if (err) {
+		if (error_index < n) {
+			r->error_slot = range_at(ctx, error_index)->slot;
+			r->error_first_page = range_at(ctx, error_index)->first_page;
+		}
+		return err;
 	}
+	ranges_applied(ctx, n, r);
+	return 0;
 }
 
 /* Issue one KVM_DIRTYBATCH_CLEAR for the first @n ranges of the array. */
@@ -239,17 +256,11 @@ static int module_flush(struct dirtybatch_ctx *ctx, uint32_t n,
 	c.range_size = ctx->stride;
 	c.ranges = (uint64_t)(uintptr_t)ctx->ranges;
 	c.error_index = n;
-	r->ioctls++;
-	ctx->stats.ioctls++;
-	ctx->stats.module_ioctls++;
+	count_ioctl(ctx, r, &ctx->stats.module_ioctls);
 	err = ctx->be->batch_clear(ctx->be_priv, ctx->dev_fd, &c);
-	if (err) {
-		range_failed(ctx, c.error_index, n, r);
-		return err;
-	}
-	r->pages_cleared += c.pages_cleared;
-	ranges_applied(ctx, n, r);
-	return 0;
+	if (!err)
+		r->pages_cleared += c.pages_cleared;
+	return batch_done(ctx, err, c.error_index, n, r);
 }
 
 /* Issue one KVM_CLEAR_DIRTY_LOG_BATCH for the first @n ranges of the array. */
@@ -263,16 +274,9 @@ static int native_flush(struct dirtybatch_ctx *ctx, uint32_t n,
 	b.count = n;
 	b.ranges = (uint64_t)(uintptr_t)ctx->ranges;
 	b.error_index = n;
-	r->ioctls++;
-	ctx->stats.ioctls++;
-	ctx->stats.native_ioctls++;
+	count_ioctl(ctx, r, &ctx->stats.native_ioctls);
 	err = ctx->be->native_clear(ctx->be_priv, ctx->vm_fd, &b);
-	if (err) {
-		range_failed(ctx, b.error_index, n, r);
-		return err;
-	}
-	ranges_applied(ctx, n, r);
-	return 0;
+	return batch_done(ctx, err, b.error_index, n, r);
 }
 
 typedef int (*flush_fn)(struct dirtybatch_ctx *ctx, uint32_t n,
