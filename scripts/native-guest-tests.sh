@@ -124,7 +124,7 @@ for k; do
 	rm -rf "$bin" && mkdir -p "$bin" && cp -a "$cached"/. "$bin"/
 	uapi_layout "$rel" "$cached/../include"
 	# KVM's compat ioctl path: the same calls from a 32-bit process.
-	cc -m32 -Wall -Wextra -Werror -Iinclude/uapi -o "$bin/compat32_test" \
+	cc -m32 -Wall -Wextra -Werror -Iinclude/uapi -Iselftests/lib -o "$bin/compat32_test" \
 		selftests/native/compat32_test.c ||
 		log "$rel: no 32-bit toolchain (gcc-multilib): compat32_test not built"
 	# the project's kselftests against the native ioctl, where built

@@ -3,7 +3,8 @@
  * KVM_CLEAR_DIRTY_LOG_BATCH from a 32-bit process (built with -m32): KVM's
  * compat ioctl path.  The query, a batch that clears a memslot's dirty
  * log, and a failing range's errno and index, as from a 64-bit process.
- * kselftest TAP; exit 0 pass, 1 fail, 4 skip.
+ * TAP from the shared test library's producer (selftests/lib/tap.h);
+ * exit 0 pass, 1 fail, 4 skip.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,15 +17,9 @@
 #include <linux/kvm.h>
 #include <linux/kvm_clear_dirty_log_batch.h>
 
+#include "tap.h"
+
 #define PAGES	128
-
-static int failed, n;
-
-static void check(int ok, const char *what)
-{
-	printf("%sok %d %s\n", ok ? "" : "not ", ++n, what);
-	failed += !ok;
-}
 
 static int batch(int vm, struct kvm_clear_dirty_log_batch *b)
 {
@@ -57,42 +52,40 @@ int main(void)
 	int kvm, vm, i, dirty = 0;
 	void *mem;
 
-	printf("TAP version 13\n1..5\n");
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm < 0 || ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_CLEAR_DIRTY_LOG_BATCH) <= 0) {
-		printf("ok 1 # SKIP no KVM_CAP_CLEAR_DIRTY_LOG_BATCH\n");
-		return 4;
-	}
+	if (kvm < 0 || ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_CLEAR_DIRTY_LOG_BATCH) <= 0)
+		tap_skip_all("no KVM_CAP_CLEAR_DIRTY_LOG_BATCH");
+	tap_plan(5);
 	vm = ioctl(kvm, KVM_CREATE_VM, 0);
-	check(vm >= 0 && !batch(vm, &b) &&
-	      b.magic == KVM_CLEAR_DIRTY_LOG_BATCH_MAGIC &&
-	      b.abi_version == KVM_CLEAR_DIRTY_LOG_BATCH_ABI_VERSION,
-	      "compat: query returns the magic and ABI version");
+	tap_ok(vm >= 0 && !batch(vm, &b) &&
+	       b.magic == KVM_CLEAR_DIRTY_LOG_BATCH_MAGIC &&
+	       b.abi_version == KVM_CLEAR_DIRTY_LOG_BATCH_ABI_VERSION,
+	       "compat: query returns the magic and ABI version");
 
 	mem = mmap(NULL, PAGES * 4096, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	region.userspace_addr = (uintptr_t)mem;
-	check(mem != MAP_FAILED && !ioctl(vm, KVM_ENABLE_CAP, &cap) &&
-	      !ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region),
-	      "compat: a dirty-logged memslot, initially all dirty");
+	tap_ok(mem != MAP_FAILED && !ioctl(vm, KVM_ENABLE_CAP, &cap) &&
+	       !ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region),
+	       "compat: a dirty-logged memslot, initially all dirty");
 
 	memset(ones, 0xff, sizeof(ones));
 	b = (struct kvm_clear_dirty_log_batch) {
 		.count = 2, .ranges = (uintptr_t)r,
 	};
-	check(!batch(vm, &b) && b.error_index == 2,
-	      "compat: a batch of two overlapping ranges succeeds");
+	tap_ok(!batch(vm, &b) && b.error_index == 2,
+	       "compat: a batch of two overlapping ranges succeeds");
 
 	ioctl(vm, KVM_GET_DIRTY_LOG, &get);
 	for (i = 0; i < PAGES / 64; i++)
 		dirty += __builtin_popcountll(log[i]);
-	check(!dirty, "compat: the batch cleared every dirty bit");
+	tap_ok(!dirty, "compat: the batch cleared every dirty bit");
 
 	r[1].slot = 5;
 	b = (struct kvm_clear_dirty_log_batch) {
 		.count = 2, .ranges = (uintptr_t)r,
 	};
-	check(batch(vm, &b) == -ENOENT && b.error_index == 1,
-	      "compat: a range naming no memslot is ENOENT at index 1");
-	return failed ? 1 : 0;
+	tap_ok(batch(vm, &b) == -ENOENT && b.error_index == 1,
+	       "compat: a range naming no memslot is ENOENT at index 1");
+	return tap_exit_code();
 }
