@@ -20,10 +20,11 @@
 # 2. Builds the selftests and kvm_dirtybatch.ko against that tree.
 # 3. Boots it under selftests/runner/vm-run (--kernel <image>) three times: the
 #    kselftests (scripts/run-tests.sh build/tests/guest, as make check),
-#    huge_batch_test then a fuzz_test run (shorter than make fuzz), and
-#    module_lifetime_guest.sh (loads and unloads the module).  Each run ends with
-#    vm-run's kernel log verdict (BUG, WARNING, lockdep, KASAN, KFENCE,
-#    list corruption, RCU stall, bad taint: see selftests/runner/vm-run).
+#    huge_batch_test then fuzz_test and fuzz_race_test (shorter than make
+#    fuzz), and module_lifetime_guest.sh (loads and unloads the module).
+#    Each run ends with vm-run's kernel log verdict (BUG, WARNING, lockdep,
+#    KASAN, KFENCE, list corruption, RCU stall, bad taint: see
+#    selftests/runner/vm-run).
 # Prints one TAP stream and "N passed, N failed, N skipped"; exits non-zero
 # on any failure.  Logs: build/logs/debug-*.
 #
@@ -263,12 +264,12 @@ progress "guest $rel: kselftests (KASAN, lockdep: slow; timeout ${GUEST_TIMEOUT}
 guest kselftests "$GUEST_TIMEOUT" "$huge; scripts/run-tests.sh $O/tests/guest $TEST_TIMEOUT"
 
 if [ "$fuzz" = 1 ]; then
-	progress "guest $rel: huge_batch_test, then fuzz_test (seed $seed, $FUZZ_CALLS calls," \
+	progress "guest $rel: huge_batch_test, then fuzz_test and fuzz_race_test (seed $seed, $FUZZ_CALLS calls," \
 		"$FUZZ_RACE_CALLS racing calls or ${FUZZ_RACE_SECONDS}s)"
 	env="KVM_DIRTYBATCH_SEED=$seed KVM_DIRTYBATCH_FUZZ_CALLS=$FUZZ_CALLS"
 	env+=" KVM_DIRTYBATCH_FUZZ_RACE_CALLS=$FUZZ_RACE_CALLS"
 	env+=" KVM_DIRTYBATCH_FUZZ_RACE_SECONDS=$FUZZ_RACE_SECONDS"
-	guest fuzz "$GUEST_TIMEOUT" "$huge; for t in huge_batch_test fuzz_test; do
+	guest fuzz "$GUEST_TIMEOUT" "$huge; for t in huge_batch_test fuzz_test fuzz_race_test; do
 		echo \"# ==== begin \$t\"; $env $O/tests/guest/\$t; echo \"# ==== end \$t exit=\$?\"
 	done"
 	out=$logdir/debug-fuzz.out

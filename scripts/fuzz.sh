@@ -10,8 +10,8 @@
 #
 # Per kernel, one guest runs build/tests/guest/huge_batch_test (64 GiB and
 # 1 TiB memslots; first, so
-# that the module-wide longest MMU-lock hold is its own) and fuzz_test (N
-# deterministic calls, default 800000, then the race test: at least
+# that the module-wide longest MMU-lock hold is its own), fuzz_test (N
+# deterministic calls, default 800000) and fuzz_race_test (at least
 # --race-calls calls, default 200000, or --race-seconds, default 1800);
 # another guest runs selftests/kvm_dirtybatch/module_lifetime_guest.sh (it
 # unloads the module).  Prints, per kernel: calls made, errnos seen per
@@ -69,7 +69,7 @@ run_kernel() { # release
 	env+=" KVM_DIRTYBATCH_FUZZ_RACE_CALLS=$race_calls KVM_DIRTYBATCH_FUZZ_RACE_SECONDS=$race_secs"
 	selftests/runner/vm-run --kernel "$rel" --module "$ko" --timeout "$timeout" \
 		--log "$logdir/fuzz-$rel.log" -- \
-		"KVM_DIRTYBATCH_HUGE_GIB=64,1024 $O/tests/guest/huge_batch_test; r=\$?; $env $O/tests/guest/fuzz_test || r=1; exit \$r" \
+		"KVM_DIRTYBATCH_HUGE_GIB=64,1024 $O/tests/guest/huge_batch_test; r=\$?; for t in fuzz_test fuzz_race_test; do $env $O/tests/guest/\$t || r=1; done; exit \$r" \
 		>"$logdir/fuzz-$rel.out" 2>&1
 	echo $? >"$logdir/fuzz-$rel.out.rc"
 	selftests/runner/vm-run --kernel "$rel" --module "$ko" --timeout 900 \

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.." || exit 1
 O=${O:-$PWD/build}
 . scripts/guest-each-kernel.sh
 mkdir -p "$O/logs"
-[ -x "$O/tests/guest/fuzz_test" ] || {
+[ -x "$O/tests/guest/fuzz_test" ] && [ -x "$O/tests/guest/fuzz_race_test" ] || {
 	echo "1..0 # SKIP the guest test programs are not built"
 	exit 4
 }

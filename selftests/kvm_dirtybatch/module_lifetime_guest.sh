@@ -64,7 +64,7 @@ wait "$holder" 2>/dev/null
 # 3. a fuzzer with VMs, vCPUs and calls in flight, holding the device
 #    open (also as fd 3, from its start to its exit); rmmod tried throughout
 KVM_DIRTYBATCH_SEED=7 KVM_DIRTYBATCH_FUZZ_RACE_SECONDS=4 KVM_DIRTYBATCH_FUZZ_RACE_CALLS=100000000 \
-	nice -n 10 "$tests/fuzz_test" -t races >/tmp/lifetime-fuzz.out 2>&1 3<>"$dev" &
+	nice -n 10 "$tests/fuzz_race_test" >/tmp/lifetime-fuzz.out 2>&1 3<>"$dev" &
 fuzzer=$!
 tries=0 refused=0 at_exit=0 bad=0
 running() { ! grep -q '^State:.*Z' "/proc/$fuzzer/status" 2>/dev/null && test -d "/proc/$fuzzer"; }
@@ -109,7 +109,7 @@ elapsed "reloaded"
 # 7. more cycles with work in between
 for i in 1 2 3; do
 	KVM_DIRTYBATCH_SEED=$i KVM_DIRTYBATCH_FUZZ_CALLS=200 \
-		"$tests/fuzz_test" -t deterministic >/tmp/lifetime-cycle.out 2>&1
+		"$tests/fuzz_test" >/tmp/lifetime-cycle.out 2>&1
 	r=$?
 	la=$(stat_of live_allocs)
 	if [ "$r" = 0 ] && [ "$la" = 0 ] && rmmod kvm_dirtybatch && ! test -e "$dev" &&

@@ -55,7 +55,7 @@ done
 
 # The project's programs, through the native backend (run from $PROJECT_TESTS).
 project=(differential_test lost_dirty_test concurrency_test huge_batch_test
-	 access_test clear_errors_test clear_errors_test_m32 fuzz_test
+	 access_test clear_errors_test clear_errors_test_m32 fuzz_test fuzz_race_test
 	 dirtybatch_kvm_guest)
 if [ -n "${PROJECT_TESTS:-}" ]; then
 	if [ -n "${SHIM_KO:-}" ] && ! insmod "$SHIM_KO"; then

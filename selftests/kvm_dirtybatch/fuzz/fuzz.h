@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * fuzz.h: the fuzzer of KVM_DIRTYBATCH_CLEAR (and of KVM's
- * KVM_CLEAR_DIRTY_LOG_BATCH), the library of fuzz_test.c; what it checks
- * is described there.
+ * KVM_CLEAR_DIRTY_LOG_BATCH), the library of fuzz_test.c and
+ * fuzz_race_test.c; what they check is described there.
  *
  *	model.c		the VMs and memslots as the fuzzer knows them
  *	memmap.c	what the kernel can read and write of this process
