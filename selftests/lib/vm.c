@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "vm.h"
 
 #define KSFT_FAIL_CODE 1
@@ -523,21 +524,18 @@ int guest_pause(struct vm *vm, unsigned int timeout_ms)
 {
 	struct guest_ctrl *c = vm->ctrl;
 	uint32_t gen = __atomic_load_n(&c->pause_gen, __ATOMIC_RELAXED) | 1;
-	uint64_t spins = 0;
-	struct timespec ts0, ts;
+	uint64_t spins = 0, t0;
 
 	VM_CHECK(!(c->pause_gen & 1), "already paused");
 	__atomic_store_n(&c->pause_gen, gen, __ATOMIC_SEQ_CST);
-	clock_gettime(CLOCK_MONOTONIC, &ts0);
+	t0 = now_ns();
 	while (__atomic_load_n(&c->pause_ack, __ATOMIC_ACQUIRE) != gen) {
 		if (++spins < 200) {
 			sched_yield();
 			continue;
 		}
 		usleep(50);
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		if ((ts.tv_sec - ts0.tv_sec) * 1000 +
-		    (ts.tv_nsec - ts0.tv_nsec) / 1000000 > (long)timeout_ms)
+		if ((now_ns() - t0) / 1000000 > timeout_ms)
 			return -ETIMEDOUT;
 	}
 	return 0;

@@ -37,9 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
+#include "clock.h"
 
 #define GIB_PAGES	(262144ULL)
 #define MAX_ROWS	512
@@ -294,14 +294,6 @@ struct sweep {
 	unsigned int skipped;
 };
 
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static double project(const struct sweep *w, enum strat s, const struct bench_expect *e)
 {
 	/* flushes: about one per ioctl that clears something (batched: one) */
@@ -318,7 +310,7 @@ static bool admit(void *arg, enum strat s, const struct bench_expect *e, char *w
 {
 	const struct sweep *w = arg;
 	double t = project(w, s, e) / 1e6 * w->rounds_per_point;
-	double left = w->budget_s - (mono_s() - w->t0);
+	double left = w->budget_s - (now_ns() / 1e9 - w->t0);
 
 	if (t > w->cap_s || t > left) {
 		snprintf(why, len, "projected %.0f s for %u rounds: over the %s (%.0f s)", t,
@@ -399,7 +391,7 @@ int sweep_main(const struct bench_cfg *base, const char *label, unsigned int bud
 	w->rounds_per_point = base->warmup + base->rounds;
 	w->budget_s = budget_s;
 	w->cap_s = budget_s / 10.0;
-	w->t0 = mono_s();
+	w->t0 = now_ns() / 1e9;
 	say("sweep: %u points (default pattern; runs 16..4096 at 2 GiB; memslots 4..256; "
 	    "RAM memslot 1 GiB..1 TiB), %u warm-up + %u measured rounds per strategy, "
 	    "budget %u s, at most %.0f s per strategy and point", np, base->warmup,
@@ -480,7 +472,8 @@ int sweep_main(const struct bench_cfg *base, const char *label, unsigned int bud
 		}
 		free(r);
 	}
-	say("sweep: done in %.0f s, %u strategy points skipped", mono_s() - w->t0, w->skipped);
+	say("sweep: done in %.0f s, %u strategy points skipped", now_ns() / 1e9 - w->t0,
+	    w->skipped);
 	printf("\nCost model fitted on this sweep (time per round = a x ioctls + b x TLB flushes"
 	       " + c x words walked + d x pages cleared):\n");
 	snprintf(w->model.label, sizeof(w->model.label), "%s", label);
