@@ -6,7 +6,9 @@
  *   bench_report.c     the table, the targets and the csv: lines of a run,
  *                      the cost model's projections
  *   sweep.c            the sweep over runs, memory per memslot and memslots,
- *                      the least-squares fit of the cost model
+ *                      and --fit over its CSV
+ *   cost_model.c       the cost model: its least-squares fit, projections,
+ *                      "model: " lines
  *   svg.c              the charts
  *   bench_main.c       options and main()
  */
@@ -105,7 +107,7 @@ int bench_run(const struct bench_cfg *cfg, const char *label, bench_admit_fn adm
 bool native_backend_available(const char **why);
 
 /*
- * The cost model: time per round = a x ioctls + b x TLB flushes
+ * cost_model.c.  The cost model: time per round = a x ioctls + b x TLB flushes
  * + c x bitmap words walked + d x pages write-protected (cleared).
  */
 struct cost_model {
@@ -121,7 +123,7 @@ extern const char *const model_term[4];
 /*
  * The production host of QEMU's fix (64 vCPUs): OVMF's flash alone cost
  * 960 KVM_CLEAR_DIRTY_LOG calls and 49 ms in one sync, about 51 us per
- * call with its TLB flush (../shared/notes).
+ * call with its TLB flush (the mail of QEMU commit e8a6d158dbfa).
  */
 #define PROD_US_PER_CALL	(49000.0 / 960.0)
 
@@ -131,6 +133,14 @@ double prod_predict(const struct cost_model *host, double ioctls, double flushes
 		    double words, double pages);
 int model_load(const char *path, struct cost_model *m);
 void model_print(FILE *f, const struct cost_model *m);
+
+/* One measured point: the model's four terms and the round's time (us). */
+struct obs {
+	double x[4], t;
+};
+
+/* @m fitted on @n points; m->valid false if they do not determine it. */
+void model_fit(const struct obs *o, unsigned int n, struct cost_model *m);
 
 /* bench_report.c */
 uint64_t report(const struct bench_result *r, const struct cost_model *host);
