@@ -7,8 +7,8 @@
  *	model.c		the VMs and memslots as the fuzzer knows them
  *	memmap.c	what the kernel can read and write of this process
  *	oracle.c	the expected outcome of a call
- *	generator.c	valid calls laid out in memory, gen_call()
- *	mutate.c	the mutations of a call
+ *	generator.c	valid calls laid out in memory
+ *	mutate.c	the mutations of a call, gen_call()
  *	check.c		one call issued and checked (run_call()), counters
  *	world.c		the VMs, fds and buffers; memslot changes, guest writes
  *	report.c	the fuzz-summary: lines
@@ -298,12 +298,12 @@ void oracle(struct fctx *x, const struct call *cl, struct expect *e);
 uint64_t gen_bitmap(struct fctx *x, uint32_t num);
 void gen_valid(struct fctx *x, struct genp *p, struct mvm *v);
 void emit(struct fctx *x, struct genp *p, struct call *cl);
-int pick_mutation(struct fctx *x);
-void gen_call(struct fctx *x, struct call *cl);
 
 /* mutate.c */
 void set_fd(struct fctx *x, struct genp *p, int fdc);
 void mutate(struct fctx *x, struct genp *p, struct call *cl, int kind);
+int pick_mutation(struct fctx *x);
+void gen_call(struct fctx *x, struct call *cl);
 
 /* check.c */
 void verify_all(struct fctx *x);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * fuzz/generator.c: valid calls, laid out in memory (emit()), and the
- * generated call with its mutations (gen_call()).
+ * fuzz/generator.c: valid calls, laid out in memory (emit()); mutate.c
+ * changes them.
  */
 #include <string.h>
 #include <sys/mman.h>
@@ -239,62 +239,4 @@ void emit(struct fctx *x, struct genp *p, struct call *cl)
 		return;
 	}
 	memcpy(cl->argp, c, sizeof(*c));
-}
-
-/* -------------------------------------------------------------- calls */
-
-static const struct { int kind, weight; } mut_w[] = {
-	{ C_FLAGS, 3 }, { C_RESERVED, 3 }, { C_RSIZE, 6 }, { C_EXTRA, 5 },
-	{ C_COUNT, 6 }, { C_FD, 8 }, { C_ARG_PTR, 5 }, { C_RANGES_PTR, 6 },
-	{ C_SLOT_AS, 6 }, { C_SLOT_ID, 8 }, { C_FIRST, 10 }, { C_NUM, 10 },
-	{ C_BM_PTR, 8 }, { C_BM_HALF, 6 }, { C_RANDOM, 5 },
-};
-
-/* The module's own interface: not generated for KVM's native ioctl. */
-static bool module_only_kind(int kind)
-{
-	return kind == C_RSIZE || kind == C_EXTRA || kind == C_ARG_PTR;
-}
-
-int pick_mutation(struct fctx *x)
-{
-	int total = 0, k, v;
-
-	for (k = 0; k < (int)ARRAY_SIZE(mut_w); k++)
-		total += mut_w[k].weight;
-	do {
-		v = rnd(x, total);
-		for (k = 0; v >= mut_w[k].weight; k++)
-			v -= mut_w[k].weight;
-	} while (!db_backend_is_module() && module_only_kind(mut_w[k].kind));
-	return mut_w[k].kind;
-}
-
-void gen_call(struct fctx *x, struct call *cl)
-{
-	unsigned int u = rnd(x, 100), k, nm;
-	struct mvm *v;
-	struct genp p;
-
-	memset(cl, 0, sizeof(*cl));
-	v = u < 55 ? &g.S : u < 80 ? &g.O : u < 92 ? &g.N : g.have_ring ? &g.R : &g.S;
-	gen_valid(x, &p, v);
-	cl->cls = C_VALID;
-	if (one_in(x, 2500)) {
-		cl->cls = C_HUGE_COUNT;
-		mutate(x, &p, cl, C_HUGE_COUNT);
-	} else if (one_in(x, 5000)) {
-		cl->cls = C_BM_HUGE;
-		mutate(x, &p, cl, C_BM_HUGE);
-	} else if (rnd(x, 100) < 60) {
-		nm = one_in(x, 4) ? 2 + rnd(x, 2) : 1;
-		for (k = 0; k < nm; k++) {
-			int kind = pick_mutation(x);
-
-			if (!k)
-				cl->cls = kind;
-			mutate(x, &p, cl, kind);
-		}
-	}
-	emit(x, &p, cl);
 }
