@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: LGPL-2.1 OR MIT
 /*
  * What the parts of the real-KVM tests share: the test VM (struct tvm, its
- * memslots in KVM beside a per-page model of their dirty log) and the
- * random batches queued on it, in test_vm.c; the tests' entry points, a
- * file a feature; main.c runs them in a fixed order, which keeps the TAP
- * numbers as they were.
+ * memslots in KVM beside a per-page model of their dirty log), the random
+ * batches queued on it and the test case around a test (struct kt_case),
+ * in test_vm.c; the tests, a file a feature; main.c runs them in a fixed
+ * order, which keeps the TAP numbers as they were.
  *
  * tap.h counts TAP points in static variables, a count per translation
  * unit, so only main.c calls tap_ok() and tap_skip(): a test returns its
- * verdict and says in why what failed.  tap_diag() keeps no count: use it
- * anywhere.
+ * verdict and says in c->why what failed.  tap_diag() keeps no count: use
+ * it anywhere.
  */
 #ifndef DIRTYBATCH_KVM_TESTS_H
 #define DIRTYBATCH_KVM_TESTS_H
@@ -64,22 +64,12 @@ struct tvm {
 /* The adjacent slots from BASE_GPA in address space 0: tvm.guest_pages. */
 bool tslot_in_guest_region(const struct tslot *s);
 
-/* The helper's calls end the process (a failed test) on KVM errors. */
-void tvm_create(struct tvm *t);
-void tvm_destroy(struct tvm *t);
 /* A memslot in KVM and in the model's slot list (its bitmaps are the caller's). */
 void tvm_add(struct tvm *t, uint32_t slot, uint64_t gpa, uint64_t npages);
 /* Delete a memslot in KVM and from the model. */
 void tvm_delete(struct tvm *t, uint32_t slot);
 /* KVM_GET_DIRTY_LOG of every slot vs. the model; 0 or mismatches. */
 uint64_t tvm_compare(struct tvm *t, char *why, size_t wl);
-
-/*
- * A context on the test VM, module (kt_batch_mode) or fallback, its
- * layout set: 0, or an error (why says which) and nothing left to close.
- */
-int tvm_open_ctx(struct tvm *t, bool module, struct dirtybatch_ctx **ctx,
-		 char *why, size_t wl);
 
 /* Random batches, applied identically to one or more contexts. */
 /* Queue one random valid run (any of the three kinds) on every context. */
@@ -90,19 +80,46 @@ void tvm_req_counts(struct tvm *t, uint64_t *req, uint64_t *dirty_req);
 void tvm_apply_req(struct tvm *t, uint32_t stamp);
 
 /* ------------------------------------------------------------------ */
-/* The tests: true if passed, else why says what failed.               */
+/* A test case: a fresh test VM with a context open on it.            */
+
+struct kt_case {
+	bool module;		/* the batch backend (kt_batch_mode), else the fallback */
+	int rounds;		/* for the tests that run rounds */
+	char *why;		/* what failed, wl bytes */
+	size_t wl;
+	struct kt_case *outer;	/* the case this one runs inside, or NULL */
+	struct tvm t;
+	struct dirtybatch_ctx *ctx;	/* open on t.vm, t's layout set */
+};
+
+/*
+ * Create the test VM, open a context on it, run body, close both: body's
+ * verdict, or false (why says why) if the context did not open.  KVM
+ * errors in the VM helper end the process (a failed test).
+ */
+bool kt_run_case(bool module, int rounds, bool (*body)(struct kt_case *c),
+		 char *why, size_t wl);
+/* The same for a second VM inside outer, with outer's rounds and why. */
+bool kt_run_nested_case(struct kt_case *outer, bool module, bool (*body)(struct kt_case *c));
+
+/* The case failed: fmt... in c->why; false. */
+__attribute__((format(printf, 2, 3)))
+bool kt_fail(struct kt_case *c, const char *fmt, ...);
+
+/* ------------------------------------------------------------------ */
+/* The tests, run by kt_run_case(): true if passed, else c->why says why. */
 
 /* random_clears.c: random batches, no vCPU, the model after each submit */
-bool test_random_clears(bool module, int rounds, char *why, size_t wl);
+bool test_random_clears(struct kt_case *c);
 
 /* memslot_changes.c: a memslot deleted, or re-created, under queued clears */
-bool test_error_path(bool module, char *why, size_t wl);
-bool test_recreated_memslot(bool module, char *why, size_t wl);
+bool test_error_path(struct kt_case *c);
+bool test_recreated_memslot(struct kt_case *c);
 
 /* vcpu_writes.c: a vCPU writing meanwhile, no dirty page lost */
-bool test_vcpu(bool module, int rounds, char *why, size_t wl);
+bool test_vcpu(struct kt_case *c);
 
-/* equivalence.c: module vs. fallback on identical input (guest build only) */
-bool test_equivalence(int rounds, char *why, size_t wl);
+/* equivalence.c: c->module's context vs. the fallback's (guest build only) */
+bool test_equivalence(struct kt_case *c);
 
 #endif

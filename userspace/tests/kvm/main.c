@@ -76,16 +76,16 @@ int main(void)
 		tap_skip(why, "fallback: re-created memslot");
 		return tap_exit_code();
 	}
-	tap_ok(test_random_clears(false, 300, why, sizeof(why)),
+	tap_ok(kt_run_case(false, 300, test_random_clears, why, sizeof(why)),
 	       "fallback: random clears match KVM_GET_DIRTY_LOG %s", why);
 	why[0] = 0;
-	tap_ok(test_error_path(false, why, sizeof(why)),
+	tap_ok(kt_run_case(false, 0, test_error_path, why, sizeof(why)),
 	       "fallback: KVM error reported, remainder stays queued %s", why);
 	why[0] = 0;
-	tap_ok(test_vcpu(false, 150, why, sizeof(why)),
+	tap_ok(kt_run_case(false, 150, test_vcpu, why, sizeof(why)),
 	       "fallback: vCPU writing meanwhile, no dirty page lost %s", why);
 	why[0] = 0;
-	tap_ok(test_vcpu(false, 60, why, sizeof(why)),
+	tap_ok(kt_run_case(false, 60, test_vcpu, why, sizeof(why)),
 	       "fallback: second vCPU run, other seed %s", why);
 	{
 		struct dirtybatch_ctx *ctx;
@@ -102,7 +102,7 @@ int main(void)
 		dirtybatch_close(ctx);
 	}
 	why[0] = 0;
-	tap_ok(test_recreated_memslot(false, why, sizeof(why)),
+	tap_ok(kt_run_case(false, 0, test_recreated_memslot, why, sizeof(why)),
 	       "fallback: a re-created memslot keeps its dirty bits, queued clears dropped %s",
 	       why);
 #else
@@ -155,27 +155,27 @@ int main(void)
 		vm_free(vm);
 	}
 	why[0] = 0;
-	tap_ok(test_random_clears(true, 300, why, sizeof(why)),
+	tap_ok(kt_run_case(true, 300, test_random_clears, why, sizeof(why)),
 	       "%s: random clears match KVM_GET_DIRTY_LOG, pages_cleared as reported %s",
 	       batch_name, why);
 	why[0] = 0;
-	tap_ok(test_error_path(true, why, sizeof(why)),
+	tap_ok(kt_run_case(true, 0, test_error_path, why, sizeof(why)),
 	       "%s: KVM error reported, nothing applied, remainder queued %s", batch_name, why);
 	why[0] = 0;
-	tap_ok(test_vcpu(true, 150, why, sizeof(why)),
+	tap_ok(kt_run_case(true, 150, test_vcpu, why, sizeof(why)),
 	       "%s: vCPU writing meanwhile, no dirty page lost %s", batch_name, why);
 	why[0] = 0;
-	tap_ok(test_random_clears(false, 150, why, sizeof(why)),
+	tap_ok(kt_run_case(false, 150, test_random_clears, why, sizeof(why)),
 	       "fallback: random clears match KVM_GET_DIRTY_LOG %s", why);
 	why[0] = 0;
-	tap_ok(test_vcpu(false, 100, why, sizeof(why)),
+	tap_ok(kt_run_case(false, 100, test_vcpu, why, sizeof(why)),
 	       "fallback: vCPU writing meanwhile, no dirty page lost %s", why);
 	why[0] = 0;
-	tap_ok(test_equivalence(300, why, sizeof(why)),
+	tap_ok(kt_run_case(true, 300, test_equivalence, why, sizeof(why)),
 	       "%s and fallback leave identical dirty state for identical input %s",
 	       batch_name, why);
 	why[0] = 0;
-	tap_ok(test_recreated_memslot(true, why, sizeof(why)),
+	tap_ok(kt_run_case(true, 0, test_recreated_memslot, why, sizeof(why)),
 	       "%s: a re-created memslot keeps its dirty bits, queued clears dropped %s",
 	       batch_name, why);
 	if (kt_batch_mode != DIRTYBATCH_MODE_MODULE) {

@@ -6,62 +6,40 @@
 #include "kvm_tests.h"
 
 /* KVM rejects a range of a deleted memslot: error reported, rest queued. */
-bool test_error_path(bool module, char *why, size_t wl)
+bool test_error_path(struct kt_case *c)
 {
-	struct tvm t;
-	struct dirtybatch_ctx *ctx;
+	struct dirtybatch_ctx *ctx = c->ctx;
 	struct dirtybatch_result res = { .sz = sizeof(res) };
 	int64_t got;
-	bool ok = false;
 
-	tvm_create(&t);
-	if (tvm_open_ctx(&t, module, &ctx, why, wl))
-		goto out_vm;
 	/* queue in slot 1 (first), slot 6 (deleted in KVM only), slot 2 */
 	if (dirtybatch_add_pages(ctx, 1, 0, 10) || dirtybatch_add_pages(ctx, 6, 64, 70) ||
-	    dirtybatch_add_pages(ctx, 2, 100, 1)) {
-		snprintf(why, wl, "add failed");
-		goto out;
-	}
-	tvm_delete(&t, 6);
+	    dirtybatch_add_pages(ctx, 2, 100, 1))
+		return kt_fail(c, "add failed");
+	tvm_delete(&c->t, 6);
 	got = dirtybatch_submit(ctx, &res);
 	if (got != -ENOENT || res.error != -ENOENT || res.error_slot != 6 ||
-	    res.error_first_page != 64) {
-		snprintf(why, wl, "submit returned %" PRId64 ", error slot %#x page %" PRIu64,
-			 got, res.error_slot, res.error_first_page);
-		goto out;
-	}
+	    res.error_first_page != 64)
+		return kt_fail(c, "submit returned %" PRId64 ", error slot %#x page %" PRIu64,
+			       got, res.error_slot, res.error_first_page);
 	/* fallback applied slot 1 first; the module applies nothing */
-	if (module ? (res.ranges || res.pages_pending != 81) :
-		     (res.ranges != 1 || res.pages_pending != 71)) {
-		snprintf(why, wl, "%" PRIu64 " ranges applied, %" PRIu64 " pending",
-			 res.ranges, res.pages_pending);
-		goto out;
-	}
-	if (dirtybatch_slot_remove(ctx, 6) || dirtybatch_pending(ctx) != (module ? 11u : 1u)) {
-		snprintf(why, wl, "slot_remove: pending %" PRIu64, dirtybatch_pending(ctx));
-		goto out;
-	}
+	if (c->module ? (res.ranges || res.pages_pending != 81) :
+			(res.ranges != 1 || res.pages_pending != 71))
+		return kt_fail(c, "%" PRIu64 " ranges applied, %" PRIu64 " pending",
+			       res.ranges, res.pages_pending);
+	if (dirtybatch_slot_remove(ctx, 6) || dirtybatch_pending(ctx) != (c->module ? 11u : 1u))
+		return kt_fail(c, "slot_remove: pending %" PRIu64, dirtybatch_pending(ctx));
 	got = dirtybatch_submit(ctx, &res);
-	if (got != (module ? 11 : 1)) {
-		snprintf(why, wl, "resubmit returned %" PRId64, got);
-		goto out;
-	}
+	if (got != (c->module ? 11 : 1))
+		return kt_fail(c, "resubmit returned %" PRId64, got);
 	/* model: slot 1 pages 0..9 and slot 2 page 100 clean, nothing else */
-	for (int i = 0; i < t.n; i++) {
-		if (t.s[i].slot == 1)
-			memset(t.dirty[i], 0, 10);
-		if (t.s[i].slot == 2)
-			t.dirty[i][100] = 0;
+	for (int i = 0; i < c->t.n; i++) {
+		if (c->t.s[i].slot == 1)
+			memset(c->t.dirty[i], 0, 10);
+		if (c->t.s[i].slot == 2)
+			c->t.dirty[i][100] = 0;
 	}
-	if (tvm_compare(&t, why, wl))
-		goto out;
-	ok = true;
-out:
-	dirtybatch_close(ctx);
-out_vm:
-	tvm_destroy(&t);
-	return ok;
+	return !tvm_compare(&c->t, c->why, c->wl);
 }
 
 /*
@@ -69,57 +47,40 @@ out_vm:
  * queued for the old one must not be cleared on the new one, whose pages
  * KVM_DIRTY_LOG_INITIALLY_SET reports all dirty and nobody fetched yet.
  */
-bool test_recreated_memslot(bool module, char *why, size_t wl)
+bool test_recreated_memslot(struct kt_case *c)
 {
-	struct tvm t;
-	struct dirtybatch_ctx *ctx;
+	struct tvm *t = &c->t;
+	struct dirtybatch_ctx *ctx = c->ctx;
 	struct dirtybatch_memslot m;
 	struct tslot old;
 	int64_t got;
-	bool ok = false;
 	int i;
 
-	tvm_create(&t);
-	if (tvm_open_ctx(&t, module, &ctx, why, wl))
-		goto out_vm;
-	for (i = 0; i < t.n && t.s[i].slot != 6; i++)
+	for (i = 0; i < t->n && t->s[i].slot != 6; i++)
 		;
-	old = t.s[i];
-	if (dirtybatch_add_pages(ctx, 1, 0, 10) || dirtybatch_add_pages(ctx, 6, 0, 100)) {
-		snprintf(why, wl, "add failed");
-		goto out;
-	}
+	old = t->s[i];
+	if (dirtybatch_add_pages(ctx, 1, 0, 10) || dirtybatch_add_pages(ctx, 6, 0, 100))
+		return kt_fail(c, "add failed");
 	/* the VMM re-creates memslot 6 and tells the library */
-	tvm_delete(&t, 6);
-	tvm_add(&t, 6, old.gpa, old.npages);
-	i = t.n - 1;
-	t.s[i].generation = old.generation + 1;
-	t.dirty[i] = malloc(t.s[i].npages);
-	t.req[i] = calloc(t.s[i].npages, 1);
-	t.last_clear[i] = calloc(t.s[i].npages, sizeof(uint32_t));
-	if (!t.dirty[i] || !t.req[i] || !t.last_clear[i])
+	tvm_delete(t, 6);
+	tvm_add(t, 6, old.gpa, old.npages);
+	i = t->n - 1;
+	t->s[i].generation = old.generation + 1;
+	t->dirty[i] = malloc(t->s[i].npages);
+	t->req[i] = calloc(t->s[i].npages, 1);
+	t->last_clear[i] = calloc(t->s[i].npages, sizeof(uint32_t));
+	if (!t->dirty[i] || !t->req[i] || !t->last_clear[i])
 		abort();
-	memset(t.dirty[i], 1, t.s[i].npages);	/* INITIALLY_SET, never fetched */
+	memset(t->dirty[i], 1, t->s[i].npages);	/* INITIALLY_SET, never fetched */
 	m = (struct dirtybatch_memslot){ .sz = sizeof(m), .slot = 6, .guest_phys_addr = old.gpa,
-		.npages = old.npages, .userspace_addr = (uint64_t)(uintptr_t)t.s[i].hva,
-		.generation = t.s[i].generation };
-	if (dirtybatch_slot_update(ctx, &m) || dirtybatch_pending(ctx) != 10) {
-		snprintf(why, wl, "slot_update: pending %" PRIu64 ", want 10",
-			 dirtybatch_pending(ctx));
-		goto out;
-	}
+		.npages = old.npages, .userspace_addr = (uint64_t)(uintptr_t)t->s[i].hva,
+		.generation = t->s[i].generation };
+	if (dirtybatch_slot_update(ctx, &m) || dirtybatch_pending(ctx) != 10)
+		return kt_fail(c, "slot_update: pending %" PRIu64 ", want 10",
+			       dirtybatch_pending(ctx));
 	got = dirtybatch_submit(ctx, NULL);
-	if (got != 10) {
-		snprintf(why, wl, "submit returned %" PRId64, got);
-		goto out;
-	}
-	memset(t.dirty[0], 0, 10);	/* slot 1 pages 0..9 */
-	if (tvm_compare(&t, why, wl))
-		goto out;
-	ok = true;
-out:
-	dirtybatch_close(ctx);
-out_vm:
-	tvm_destroy(&t);
-	return ok;
+	if (got != 10)
+		return kt_fail(c, "submit returned %" PRId64, got);
+	memset(t->dirty[0], 0, 10);	/* slot 1 pages 0..9 */
+	return !tvm_compare(t, c->why, c->wl);
 }

@@ -4,8 +4,11 @@
  * region the vCPU writes), one behind a gap, one in address space 1 where
  * KVM has it, each with a per-page model of its dirty log (all dirty to
  * start with: KVM_DIRTY_LOG_INITIALLY_SET); random batches queued on one
- * or more contexts and marked in the model; a context opened on the VM.
+ * or more contexts and marked in the model; a test case, the VM with a
+ * context open on it, around a test's body.
  */
+#include <stdarg.h>
+
 #include "kvm_tests.h"
 
 struct rng kt_rng;		/* seeded in main() */
@@ -31,7 +34,7 @@ void tvm_add(struct tvm *t, uint32_t slot, uint64_t gpa, uint64_t npages)
 }
 
 /* The helper's calls end the process (a failed test) on KVM errors. */
-void tvm_create(struct tvm *t)
+static void tvm_create(struct tvm *t)
 {
 	uint64_t gpa = BASE_GPA;
 
@@ -78,7 +81,7 @@ void tvm_delete(struct tvm *t, uint32_t slot)
 	}
 }
 
-void tvm_destroy(struct tvm *t)
+static void tvm_destroy(struct tvm *t)
 {
 	for (int i = 0; i < MAX_TSLOTS; i++) {
 		free(t->dirty[i]);
@@ -239,8 +242,8 @@ void tvm_apply_req(struct tvm *t, uint32_t stamp)
  * A context on the test VM, module (kt_batch_mode) or fallback, its
  * layout set: 0, or an error (why says which) and nothing left to close.
  */
-int tvm_open_ctx(struct tvm *t, bool module, struct dirtybatch_ctx **ctx,
-		 char *why, size_t wl)
+static int tvm_open_ctx(struct tvm *t, bool module, struct dirtybatch_ctx **ctx,
+			char *why, size_t wl)
 {
 	struct dirtybatch_opts o = { .sz = sizeof(o),
 		.flags = module ? 0 : DIRTYBATCH_OPEN_FALLBACK };
@@ -265,4 +268,46 @@ int tvm_open_ctx(struct tvm *t, bool module, struct dirtybatch_ctx **ctx,
 		dirtybatch_close(*ctx);
 	}
 	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* A test case: a fresh test VM with a context open on it.            */
+
+static bool run_case(struct kt_case *c, bool (*body)(struct kt_case *c))
+{
+	bool ok = false;
+
+	tvm_create(&c->t);
+	if (!tvm_open_ctx(&c->t, c->module, &c->ctx, c->why, c->wl)) {
+		ok = body(c);
+		dirtybatch_close(c->ctx);
+	}
+	tvm_destroy(&c->t);
+	return ok;
+}
+
+bool kt_run_case(bool module, int rounds, bool (*body)(struct kt_case *c),
+		 char *why, size_t wl)
+{
+	struct kt_case c = { .module = module, .rounds = rounds, .why = why, .wl = wl };
+
+	return run_case(&c, body);
+}
+
+bool kt_run_nested_case(struct kt_case *outer, bool module, bool (*body)(struct kt_case *c))
+{
+	struct kt_case c = { .module = module, .rounds = outer->rounds, .why = outer->why,
+			     .wl = outer->wl, .outer = outer };
+
+	return run_case(&c, body);
+}
+
+bool kt_fail(struct kt_case *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->why, c->wl, fmt, ap);
+	va_end(ap);
+	return false;
 }

@@ -37,64 +37,58 @@ static uint32_t page_seq(const uint8_t *page)
  * it visible), so at the end a page holding a number above its last
  * clear's s + 1 must be dirty.
  */
-bool test_vcpu(bool module, int rounds, char *why, size_t wl)
+bool test_vcpu(struct kt_case *c)
 {
-	struct tvm t;
-	struct dirtybatch_ctx *ctx;
+	struct tvm *t = &c->t;
+	struct dirtybatch_ctx *ctx = c->ctx;
 	struct dirtybatch_result res = { .sz = sizeof(res) };
 	static uint64_t bm[(8192 + 63) / 64 + 4];
 	static uint64_t list[4096];
 	uint64_t lost = 0, redirtied = 0, cleared_total = 0;
 	uint32_t seq0;
-	bool ok = false;
 
-	tvm_create(&t);
-	if (tvm_open_ctx(&t, module, &ctx, why, wl))
-		goto out_vm;
 	/*
 	 * Every page counts as written before any clear (INITIALLY_SET made
 	 * it dirty): until a clear names it, it must stay dirty.
 	 */
-	for (int i = 0; i < t.n; i++)
-		for (uint64_t p = 0; p < t.s[i].npages; p++)
-			*(uint32_t *)(t.s[i].hva + p * PAGE_SIZE) = 1;
+	for (int i = 0; i < t->n; i++)
+		for (uint64_t p = 0; p < t->s[i].npages; p++)
+			*(uint32_t *)(t->s[i].hva + p * PAGE_SIZE) = 1;
 	for (unsigned int k = 0; k < sizeof(list) / sizeof(list[0]); k++)
-		list[k] = BASE_GPA + rng_below(&kt_rng, t.guest_pages) * PAGE_SIZE;
-	vm_create_vcpu(t.vm);
-	guest_set_list(t.vm, list, sizeof(list) / sizeof(list[0]), 0);
-	t.vm->ctrl->seq = 1;	/* the guest's first store is number 2 */
-	vcpu_start(t.vm);
-	for (int i = 0; i < 2000 && t.vm->ctrl->seq == 1; i++)
+		list[k] = BASE_GPA + rng_below(&kt_rng, t->guest_pages) * PAGE_SIZE;
+	vm_create_vcpu(t->vm);
+	guest_set_list(t->vm, list, sizeof(list) / sizeof(list[0]), 0);
+	t->vm->ctrl->seq = 1;	/* the guest's first store is number 2 */
+	vcpu_start(t->vm);
+	for (int i = 0; i < 2000 && t->vm->ctrl->seq == 1; i++)
 		sleep_us(1000);
-	if (t.vm->ctrl->seq == 1) {
-		snprintf(why, wl, "guest does not run");
-		goto out;
-	}
+	if (t->vm->ctrl->seq == 1)
+		return kt_fail(c, "guest does not run");
 	/*
 	 * Slow the guest down to roughly 20k stores/s so that a round leaves
 	 * most pages clean: if every page were rewritten all the time, a page
 	 * wrongly cleared would be re-dirtied before the final check.
 	 */
 	for (int i = 0; i < 30; i++) {
-		uint32_t w = t.vm->ctrl->seq;
+		uint32_t w = t->vm->ctrl->seq;
 
 		sleep_us(20000);
-		if ((t.vm->ctrl->seq - w) * 50 <= 40000)
+		if ((t->vm->ctrl->seq - w) * 50 <= 40000)
 			break;
-		t.vm->ctrl->delay = t.vm->ctrl->delay ? t.vm->ctrl->delay * 2 : 64;
+		t->vm->ctrl->delay = t->vm->ctrl->delay ? t->vm->ctrl->delay * 2 : 64;
 	}
-	seq0 = t.vm->ctrl->seq;
-	for (int round = 1; round <= rounds; round++) {
+	seq0 = t->vm->ctrl->seq;
+	for (int round = 1; round <= c->rounds; round++) {
 		int64_t got;
 
 		sleep_us(200 + (long)rng_below(&kt_rng, 3000));
 		/* clear (most of) what the log says is dirty, via bitmaps */
-		for (int i = 0; i < t.n; i++) {
-			struct tslot *s = &t.s[i];
+		for (int i = 0; i < t->n; i++) {
+			struct tslot *s = &t->s[i];
 			uint64_t off = rng_below(&kt_rng, 64), nw = (s->npages + 63) / 64;
 			bool guest = tslot_in_guest_region(s);
 
-			vm_get_dirty_log(t.vm, s->slot, bm);
+			vm_get_dirty_log(t->vm, s->slot, bm);
 			/*
 			 * Guest writes only set bits: a page KVM reported dirty
 			 * and no clear named since must still be dirty; slots the
@@ -103,13 +97,13 @@ bool test_vcpu(bool module, int rounds, char *why, size_t wl)
 			for (uint64_t p = 0; p < s->npages; p++) {
 				bool k = bm[p / 64] >> (p % 64) & 1;
 
-				if ((t.dirty[i][p] && !k) || (!guest && k != t.dirty[i][p])) {
+				if ((t->dirty[i][p] && !k) || (!guest && k != t->dirty[i][p])) {
 					if (!lost++)
-						snprintf(why, wl, "round %d: slot %#x page %" PRIu64
-							 " model %d KVM %d", round, s->slot, p,
-							 t.dirty[i][p], k);
+						snprintf(c->why, c->wl, "round %d: slot %#x page %"
+							 PRIu64 " model %d KVM %d", round, s->slot,
+							 p, t->dirty[i][p], k);
 				}
-				t.dirty[i][p] = k;
+				t->dirty[i][p] = k;
 			}
 			if (rng_below(&kt_rng, 4) == 0)
 				continue;	/* leave this slot dirty this round */
@@ -127,62 +121,53 @@ bool test_vcpu(bool module, int rounds, char *why, size_t wl)
 					bm[w] = bm[w] << off | bm[w - 1] >> (64 - off);
 				bm[0] <<= off;
 			}
-			if (dirtybatch_add_bitmap(ctx, s->slot, 0, s->npages, bm, off)) {
-				snprintf(why, wl, "add_bitmap failed");
-				goto out;
-			}
+			if (dirtybatch_add_bitmap(ctx, s->slot, 0, s->npages, bm, off))
+				return kt_fail(c, "add_bitmap failed");
 			for (uint64_t p = 0; p < s->npages; p++)
 				if (bm[(p + off) / 64] >> ((p + off) % 64) & 1)
-					t.req[i][p] = 1;
+					t->req[i][p] = 1;
 		}
 		/* plus random runs, dirty or not */
 		for (int a = (int)rng_below(&kt_rng, 4); a > 0; a--)
-			tvm_random_add(&t, &ctx, 1);
+			tvm_random_add(t, &ctx, 1);
 		got = dirtybatch_submit(ctx, &res);
-		if (got < 0) {
-			snprintf(why, wl, "submit: %s", strerror((int)-got));
-			goto out;
-		}
+		if (got < 0)
+			return kt_fail(c, "submit: %s", strerror((int)-got));
 		cleared_total += (uint64_t)got;
 		/* read after the clear returned: see above */
-		tvm_apply_req(&t, __atomic_load_n(&t.vm->ctrl->seq, __ATOMIC_ACQUIRE) + 1);
+		tvm_apply_req(t, __atomic_load_n(&t->vm->ctrl->seq, __ATOMIC_ACQUIRE) + 1);
 	}
 	/* let the guest write behind the last clear for a while */
 	{
-		uint32_t w = t.vm->ctrl->seq;
+		uint32_t w = t->vm->ctrl->seq;
 
-		for (int i = 0; i < 5000 && t.vm->ctrl->seq - w < 2000; i++)
+		for (int i = 0; i < 5000 && t->vm->ctrl->seq - w < 2000; i++)
 			sleep_us(1000);
 	}
-	vcpu_stop(t.vm);
-	for (int i = 0; i < t.n; i++) {
-		struct tslot *s = &t.s[i];
+	vcpu_stop(t->vm);
+	for (int i = 0; i < t->n; i++) {
+		struct tslot *s = &t->s[i];
 
-		vm_get_dirty_log(t.vm, s->slot, bm);
+		vm_get_dirty_log(t->vm, s->slot, bm);
 		for (uint64_t p = 0; p < s->npages; p++) {
 			uint32_t seq = page_seq(s->hva + p * PAGE_SIZE);
 			bool dirty = bm[p / 64] >> (p % 64) & 1;
 
-			if (seq > t.last_clear[i][p]) {
+			if (seq > t->last_clear[i][p]) {
 				if (seq > 1)
 					redirtied++;
 				if (!dirty && !lost++)
-					snprintf(why, wl, "slot %#x page %" PRIu64
+					snprintf(c->why, c->wl, "slot %#x page %" PRIu64
 						 " written (store %u) after its last clear (%u) but clean",
-						 s->slot, p, seq, t.last_clear[i][p]);
+						 s->slot, p, seq, t->last_clear[i][p]);
 			}
 		}
 	}
 	tap_diag("%s vCPU: delay %u, %d rounds, %u guest stores, %" PRIu64 " pages cleared, %" PRIu64
 		 " pages written after their last clear, %" PRIu64 " lost",
-		 module ? "module" : "fallback", t.vm->ctrl->delay, rounds,
-		 t.vm->ctrl->seq - seq0, cleared_total, redirtied, lost);
+		 c->module ? "module" : "fallback", t->vm->ctrl->delay, c->rounds,
+		 t->vm->ctrl->seq - seq0, cleared_total, redirtied, lost);
 	if (!lost && !redirtied)
-		snprintf(why, wl, "no page was re-dirtied after a clear: test too weak");
-	ok = !lost && redirtied;
-out:
-	dirtybatch_close(ctx);
-out_vm:
-	tvm_destroy(&t);
-	return ok;
+		return kt_fail(c, "no page was re-dirtied after a clear: test too weak");
+	return !lost;
 }
