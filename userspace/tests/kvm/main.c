@@ -33,6 +33,7 @@
 #define _GNU_SOURCE
 #endif
 #include <fcntl.h>
+#include <stdarg.h>
 #include <linux/kvm_dirtybatch.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +54,21 @@ static bool have_kvm(char *why, size_t wl)
 	}
 	close(fd);
 	return true;
+}
+
+/* One TAP point: body run by kt_run_case(), described by fmt..., then why it failed. */
+__attribute__((format(printf, 4, 5)))
+static void test_point(bool module, int rounds, bool (*body)(struct kt_case *c),
+		       const char *fmt, ...)
+{
+	char desc[200], why[300] = "";
+	bool ok = kt_run_case(module, rounds, body, why, sizeof(why));
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(desc, sizeof(desc), fmt, ap);
+	va_end(ap);
+	tap_ok(ok, "%s %s", desc, why);
 }
 
 int main(void)
@@ -76,17 +92,12 @@ int main(void)
 		tap_skip(why, "fallback: re-created memslot");
 		return tap_exit_code();
 	}
-	tap_ok(kt_run_case(false, 300, test_random_clears, why, sizeof(why)),
-	       "fallback: random clears match KVM_GET_DIRTY_LOG %s", why);
-	why[0] = 0;
-	tap_ok(kt_run_case(false, 0, test_error_path, why, sizeof(why)),
-	       "fallback: KVM error reported, remainder stays queued %s", why);
-	why[0] = 0;
-	tap_ok(kt_run_case(false, 150, test_vcpu, why, sizeof(why)),
-	       "fallback: vCPU writing meanwhile, no dirty page lost %s", why);
-	why[0] = 0;
-	tap_ok(kt_run_case(false, 60, test_vcpu, why, sizeof(why)),
-	       "fallback: second vCPU run, other seed %s", why);
+	test_point(false, 300, test_random_clears,
+		   "fallback: random clears match KVM_GET_DIRTY_LOG");
+	test_point(false, 0, test_error_path,
+		   "fallback: KVM error reported, remainder stays queued");
+	test_point(false, 150, test_vcpu, "fallback: vCPU writing meanwhile, no dirty page lost");
+	test_point(false, 60, test_vcpu, "fallback: second vCPU run, other seed");
 	{
 		struct dirtybatch_ctx *ctx;
 		struct dirtybatch_info info = { .sz = sizeof(info) };
@@ -101,10 +112,8 @@ int main(void)
 		tap_ok(ok, "detection without the module: fallback, reason -ENOENT");
 		dirtybatch_close(ctx);
 	}
-	why[0] = 0;
-	tap_ok(kt_run_case(false, 0, test_recreated_memslot, why, sizeof(why)),
-	       "fallback: a re-created memslot keeps its dirty bits, queued clears dropped %s",
-	       why);
+	test_point(false, 0, test_recreated_memslot,
+		   "fallback: a re-created memslot keeps its dirty bits, queued clears dropped");
 #else
 	tap_plan(9);
 	tap_diag("seed %#" PRIx64 " (DIRTYBATCH_TEST_SEED)", seed);
@@ -154,30 +163,21 @@ int main(void)
 			dirtybatch_close(ctx);
 		vm_free(vm);
 	}
-	why[0] = 0;
-	tap_ok(kt_run_case(true, 300, test_random_clears, why, sizeof(why)),
-	       "%s: random clears match KVM_GET_DIRTY_LOG, pages_cleared as reported %s",
-	       batch_name, why);
-	why[0] = 0;
-	tap_ok(kt_run_case(true, 0, test_error_path, why, sizeof(why)),
-	       "%s: KVM error reported, nothing applied, remainder queued %s", batch_name, why);
-	why[0] = 0;
-	tap_ok(kt_run_case(true, 150, test_vcpu, why, sizeof(why)),
-	       "%s: vCPU writing meanwhile, no dirty page lost %s", batch_name, why);
-	why[0] = 0;
-	tap_ok(kt_run_case(false, 150, test_random_clears, why, sizeof(why)),
-	       "fallback: random clears match KVM_GET_DIRTY_LOG %s", why);
-	why[0] = 0;
-	tap_ok(kt_run_case(false, 100, test_vcpu, why, sizeof(why)),
-	       "fallback: vCPU writing meanwhile, no dirty page lost %s", why);
-	why[0] = 0;
-	tap_ok(kt_run_case(true, 300, test_equivalence, why, sizeof(why)),
-	       "%s and fallback leave identical dirty state for identical input %s",
-	       batch_name, why);
-	why[0] = 0;
-	tap_ok(kt_run_case(true, 0, test_recreated_memslot, why, sizeof(why)),
-	       "%s: a re-created memslot keeps its dirty bits, queued clears dropped %s",
-	       batch_name, why);
+	test_point(true, 300, test_random_clears,
+		   "%s: random clears match KVM_GET_DIRTY_LOG, pages_cleared as reported",
+		   batch_name);
+	test_point(true, 0, test_error_path,
+		   "%s: KVM error reported, nothing applied, remainder queued", batch_name);
+	test_point(true, 150, test_vcpu,
+		   "%s: vCPU writing meanwhile, no dirty page lost", batch_name);
+	test_point(false, 150, test_random_clears,
+		   "fallback: random clears match KVM_GET_DIRTY_LOG");
+	test_point(false, 100, test_vcpu, "fallback: vCPU writing meanwhile, no dirty page lost");
+	test_point(true, 300, test_equivalence,
+		   "%s and fallback leave identical dirty state for identical input", batch_name);
+	test_point(true, 0, test_recreated_memslot,
+		   "%s: a re-created memslot keeps its dirty bits, queued clears dropped",
+		   batch_name);
 	if (kt_batch_mode != DIRTYBATCH_MODE_MODULE) {
 		tap_skip("the batch backend is native", "module through the caller's descriptor");
 	} else {
