@@ -64,7 +64,7 @@ struct tvm {
 /* The adjacent slots from BASE_GPA in address space 0: tvm.guest_pages. */
 bool tslot_in_guest_region(const struct tslot *s);
 
-/* A memslot in KVM and in the model's slot list (its bitmaps are the caller's). */
+/* A memslot in KVM and in the model: all dirty (INITIALLY_SET), none requested. */
 void tvm_add(struct tvm *t, uint32_t slot, uint64_t gpa, uint64_t npages);
 /* Delete a memslot in KVM and from the model. */
 void tvm_delete(struct tvm *t, uint32_t slot);

@@ -63,15 +63,9 @@ bool test_recreated_memslot(struct kt_case *c)
 		return kt_fail(c, "add failed");
 	/* the VMM re-creates memslot 6 and tells the library */
 	tvm_delete(t, 6);
-	tvm_add(t, 6, old.gpa, old.npages);
+	tvm_add(t, 6, old.gpa, old.npages);	/* all dirty: INITIALLY_SET, never fetched */
 	i = t->n - 1;
 	t->s[i].generation = old.generation + 1;
-	t->dirty[i] = malloc(t->s[i].npages);
-	t->req[i] = calloc(t->s[i].npages, 1);
-	t->last_clear[i] = calloc(t->s[i].npages, sizeof(uint32_t));
-	if (!t->dirty[i] || !t->req[i] || !t->last_clear[i])
-		abort();
-	memset(t->dirty[i], 1, t->s[i].npages);	/* INITIALLY_SET, never fetched */
 	m = (struct dirtybatch_memslot){ .sz = sizeof(m), .slot = 6, .guest_phys_addr = old.gpa,
 		.npages = old.npages, .userspace_addr = (uint64_t)(uintptr_t)t->s[i].hva,
 		.generation = t->s[i].generation };

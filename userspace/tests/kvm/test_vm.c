@@ -22,15 +22,22 @@ bool tslot_in_guest_region(const struct tslot *s)
 	return DIRTYBATCH_SLOT_AS_ID(s->slot) == 0 && s->slot <= NR_ADJ;
 }
 
-/* A memslot in KVM and in the model's slot list (its bitmaps are the caller's). */
+/* A memslot in KVM and in the model: all dirty (INITIALLY_SET), none requested. */
 void tvm_add(struct tvm *t, uint32_t slot, uint64_t gpa, uint64_t npages)
 {
-	struct tslot *s = &t->s[t->n++];
+	int i = t->n++;
+	struct tslot *s = &t->s[i];
 
 	s->slot = slot;
 	s->gpa = gpa;
 	s->npages = npages;
 	s->hva = vm_add_slot(t->vm, slot, gpa, npages, KVM_MEM_LOG_DIRTY_PAGES);
+	t->dirty[i] = malloc(npages);
+	t->req[i] = calloc(npages, 1);
+	t->last_clear[i] = calloc(npages, sizeof(uint32_t));
+	if (!t->dirty[i] || !t->req[i] || !t->last_clear[i])
+		abort();
+	memset(t->dirty[i], 1, npages);
 }
 
 /* The helper's calls end the process (a failed test) on KVM errors. */
@@ -48,14 +55,6 @@ static void tvm_create(struct tvm *t)
 	tvm_add(t, 6, gpa + 16 * PAGE_SIZE, 300);
 	if (t->vm->nr_as > 1)
 		tvm_add(t, DIRTYBATCH_SLOT(1, 7), BASE_GPA, 200);
-	for (int i = 0; i < t->n; i++) {
-		t->dirty[i] = malloc(t->s[i].npages);
-		t->req[i] = calloc(t->s[i].npages, 1);
-		t->last_clear[i] = calloc(t->s[i].npages, sizeof(uint32_t));
-		if (!t->dirty[i] || !t->req[i] || !t->last_clear[i])
-			abort();
-		memset(t->dirty[i], 1, t->s[i].npages);	/* INITIALLY_SET */
-	}
 }
 
 /* Delete a memslot in KVM and from the model. */
