@@ -19,7 +19,9 @@
  * (guest writes only set bits), slots the guest does not write must match
  * the model exactly, and at the end a page holding a sequence number
  * stored after its last clear must be dirty: no dirty page may be lost.
- * Nothing is mocked.  The VM is the shared test library's helper
+ * The model is its own on purpose, page by page from what the test asked
+ * the library to clear, not selftests/lib's snap_apply() on the ranges:
+ * those ranges are the library's output under test.  Nothing is mocked.  The VM is the shared test library's helper
  * (selftests/lib/vm.[ch], guest_code.S).
  *
  * DIRTYBATCH_TEST_SEED overrides the random seed.
