@@ -271,7 +271,7 @@ static void *clearer(void *arg)
 	return NULL;
 }
 
-DIRTYBATCH_NO_FIXTURE(conc)
+DIRTYBATCH_EMPTY_FIXTURE(conc)
 
 TEST_F_TIMEOUT(conc, clear_vs_memslot_and_vm_churn, 120)
 {

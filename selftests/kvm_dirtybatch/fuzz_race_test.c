@@ -34,7 +34,7 @@
 #include "kselftest_harness.h"
 #include "fuzz/fuzz.h"
 
-DIRTYBATCH_NO_FIXTURE(fuzz)
+DIRTYBATCH_EMPTY_FIXTURE(fuzz)
 
 TEST_F_TIMEOUT(fuzz, races, 86400)
 {

@@ -62,7 +62,7 @@
 #include "kselftest_harness.h"
 #include "fuzz/fuzz.h"
 
-DIRTYBATCH_NO_FIXTURE(fuzz)
+DIRTYBATCH_EMPTY_FIXTURE(fuzz)
 
 static uint64_t fnv(uint64_t h, uint64_t v)
 {

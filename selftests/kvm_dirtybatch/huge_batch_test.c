@@ -383,7 +383,7 @@ static void check_run(struct __test_metadata *_metadata, uint64_t gib, bool faul
 			       (unsigned long long)gib, (unsigned long long)m->during);
 }
 
-DIRTYBATCH_NO_FIXTURE(huge)
+DIRTYBATCH_EMPTY_FIXTURE(huge)
 
 TEST_F_TIMEOUT(huge, batch_vs_plain, 1800)
 {

@@ -119,7 +119,7 @@ void test_require(int argc, char **argv, bool need_module);
  * The fixture of a test that keeps no state: the harness gives a test a
  * timeout of its own only as TEST_F_TIMEOUT(fixture, name, seconds).
  */
-#define DIRTYBATCH_NO_FIXTURE(f)				\
+#define DIRTYBATCH_EMPTY_FIXTURE(f)				\
 	FIXTURE(f) {						\
 		int unused;					\
 	};							\
