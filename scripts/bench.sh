@@ -271,6 +271,7 @@ fi
 if [ "$host_only" = 1 ]; then
 	progress "host-only: per-page, merged, floor and libdirtybatch's fallback on this machine's /dev/kvm ($(uname -r))"
 	file=$out/run-host-$(uname -r).txt
+	: >"$file" # before tail -f opens it
 	"$bin" --host --label "host $(uname -r)" "${pass[@]}" >"$file" 2>&1 &
 	pid=$!
 	tail --pid=$pid -n +1 -f "$file" | show
@@ -280,6 +281,7 @@ fi
 
 for rel in "${rels[@]}"; do
 	file=$out/run-$rel.txt
+	: >"$file" # before tail -f opens it
 	# with --native: batched and native side by side on the patched KVM
 	guest_kvm "$rel" "running the benchmark"
 	selftests/runner/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
