@@ -179,7 +179,20 @@ fi
 
 failed=0 lost=0 runs=()
 # Show the benchmark's output as it comes, without its csv: lines.
+# shellcheck disable=SC2317 # called by run_shown, as its filter
 show() { grep --line-buffered -v '^csv: ' | sed -u 's/^/  /'; }
+
+# Run "$@" in the background into FILE, showing FILE through FILTER as it
+# grows; returns the command's status.  FILE exists before tail opens it.
+run_shown() { # file filter cmd...
+	local file=$1 filter=$2 pid
+	shift 2
+	: >"$file"
+	"$@" >"$file" 2>&1 &
+	pid=$!
+	tail --pid=$pid -n +1 -f "$file" | $filter
+	wait $pid
+}
 
 # The guest of kernel $1 runs its KVM and the module in one of two ways:
 # the patched KVM (KVM_CLEAR_DIRTY_LOG_BATCH) with the module loaded over
@@ -213,29 +226,23 @@ check_run() { # name rc file
 if [ "$sweep" = 1 ]; then
 	raw=$out/sweep-raw.csv
 	rm -f "$out"/sweep*.csv "$out"/sweep-*.svg "$out/sweep-fit.txt"
+	# shellcheck disable=SC2317 # called by run_shown, as its filter
 	showsweep() { grep --line-buffered -v -e '^sweep: ' -e '^sweep-header: ' | sed -u 's/^/  /'; }
 	progress "sweep on this machine's /dev/kvm ($(uname -r)), no module, budget 240 s"
 	file=$out/sweep-host-$(uname -r).txt
-	: >"$file"
-	nice "$bin" --host --sweep --sweep-budget 240 --label "host $(uname -r)" \
-		"${pass[@]}" >"$file" 2>&1 &
-	pid=$!
-	tail --pid=$pid -n +1 -f "$file" | showsweep
-	wait $pid
+	run_shown "$file" showsweep nice "$bin" --host --sweep --sweep-budget 240 \
+		--label "host $(uname -r)" "${pass[@]}"
 	rc=$?
 	case $rc in 0) ;; 3) lost=1 ;; *) failed=1; echo "bench: host sweep failed (exit $rc)" ;; esac
 	files=("$file")
 	for rel in "${rels[@]}"; do
 		file=$out/sweep-$rel.txt
-		: >"$file"
 		guest_kvm "$rel" "the sweep (budget $sweep_budget s)"
-		nice selftests/runner/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
+		run_shown "$file" showsweep nice selftests/runner/vm-run --kernel "$rel" \
+			"${modarg[@]}" --cpus $((vcpus + 1)) \
 			--timeout "$timeout" --log "$logdir/bench-sweep-guest-$rel.log" -- \
 			"${guest[@]}" "$bin" --sweep --sweep-budget "$sweep_budget" --label "$rel" \
-			"${pass[@]}" >"$file" 2>&1 &
-		pid=$!
-		tail --pid=$pid -n +1 -f "$file" | showsweep
-		wait $pid
+			"${pass[@]}"
 		rc=$?
 		case $rc in 0) ;; 3) lost=1 ;; *) failed=1; echo "bench: guest $rel sweep failed (exit $rc)"
 			grep 'vm-run:' "$file" | sed 's/^/  /' ;; esac
@@ -271,25 +278,17 @@ fi
 if [ "$host_only" = 1 ]; then
 	progress "host-only: per-page, merged, floor and libdirtybatch's fallback on this machine's /dev/kvm ($(uname -r))"
 	file=$out/run-host-$(uname -r).txt
-	: >"$file" # before tail -f opens it
-	"$bin" --host --label "host $(uname -r)" "${pass[@]}" >"$file" 2>&1 &
-	pid=$!
-	tail --pid=$pid -n +1 -f "$file" | show
-	wait $pid
+	run_shown "$file" show "$bin" --host --label "host $(uname -r)" "${pass[@]}"
 	check_run "host" $? "$file"
 fi
 
 for rel in "${rels[@]}"; do
 	file=$out/run-$rel.txt
-	: >"$file" # before tail -f opens it
 	# with --native: batched and native side by side on the patched KVM
 	guest_kvm "$rel" "running the benchmark"
-	selftests/runner/vm-run --kernel "$rel" "${modarg[@]}" --cpus $((vcpus + 1)) \
-		--timeout "$timeout" --log "$logdir/bench-guest-$rel.log" -- \
-		"${guest[@]}" "$bin" --label "$rel" "${pass[@]}" >"$file" 2>&1 &
-	pid=$!
-	tail --pid=$pid -n +1 -f "$file" | show
-	wait $pid
+	run_shown "$file" show selftests/runner/vm-run --kernel "$rel" "${modarg[@]}" \
+		--cpus $((vcpus + 1)) --timeout "$timeout" --log "$logdir/bench-guest-$rel.log" -- \
+		"${guest[@]}" "$bin" --label "$rel" "${pass[@]}"
 	rc=$?
 	check_run "guest $rel" "$rc" "$file"
 	[ "$rc" = 0 ] || [ "$rc" = 3 ] || grep 'vm-run:' "$file" | sed 's/^/  /'
